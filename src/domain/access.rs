@@ -1,0 +1,266 @@
+//! Roles and the access matrix of `PRODUCT.md`.
+//!
+//! Two questions are answered here: *may this actor do this kind of thing at all*
+//! ([`can`]) and *which records of a resource exist for this actor* ([`Scope`]). The store turns a
+//! scope into a `WHERE` clause, so invisible records never leave the database.
+
+use super::ids::{CustomerId, UserId};
+use crate::error::FieldError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Director,
+    Accountant,
+    DepartmentHead,
+    ProjectManager,
+    OfficeManager,
+    Engineer,
+    Client,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Role::Admin,
+        Role::Director,
+        Role::Accountant,
+        Role::DepartmentHead,
+        Role::ProjectManager,
+        Role::OfficeManager,
+        Role::Engineer,
+        Role::Client,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Director => "director",
+            Role::Accountant => "accountant",
+            Role::DepartmentHead => "department_head",
+            Role::ProjectManager => "project_manager",
+            Role::OfficeManager => "office_manager",
+            Role::Engineer => "engineer",
+            Role::Client => "client",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Checks a set of roles and the customer link: a client is exactly one customer's and holds no
+/// other role; staff hold no customer.
+pub fn validate_roles(roles: &[Role], customer: Option<CustomerId>) -> Result<Vec<Role>, FieldError> {
+    let mut r: Vec<Role> = Vec::new();
+    for role in roles {
+        if !r.contains(role) {
+            r.push(*role);
+        }
+    }
+    r.sort_by_key(|x| Role::ALL.iter().position(|y| y == x));
+    if r.is_empty() {
+        return Err(FieldError::new("roles", "required", "at least one role is required"));
+    }
+    if r.contains(&Role::Client) {
+        if r.len() > 1 {
+            return Err(FieldError::new("roles", "client_exclusive", "a client user cannot hold staff roles"));
+        }
+        if customer.is_none() {
+            return Err(FieldError::new("customer_id", "required", "a client user must belong to a customer"));
+        }
+    } else if customer.is_some() {
+        return Err(FieldError::new("customer_id", "not_allowed", "only client users belong to a customer"));
+    }
+    Ok(r)
+}
+
+pub fn roles_to_db(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+pub fn roles_from_db(s: &str) -> Vec<Role> {
+    s.split(',').filter_map(Role::parse).collect()
+}
+
+/// Who is acting: the signed-in user with their roles and, for clients, their customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: UserId,
+    pub roles: Vec<Role>,
+    pub customer_id: Option<CustomerId>,
+}
+
+impl Actor {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has(*r))
+    }
+
+    /// The customer of a client user; `None` for staff.
+    pub fn client_customer(&self) -> Option<CustomerId> {
+        if self.has(Role::Client) { self.customer_id } else { None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Customers,
+    Objects,
+    Projects,
+    Requests,
+    Reports,
+    Users,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Create,
+    Update,
+    Delete,
+    /// Workflow transitions (requests) or approval (reports).
+    Transition,
+}
+
+/// The access matrix, one role at a time. Record-level limits (own customer, assigned requests)
+/// are [`Scope`]s, not part of this table.
+pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
+    use Action::*;
+    use Resource::*;
+    use Role::*;
+    let ops: &[Action] = match (resource, role) {
+        (Customers, Admin) => &[Read, Create, Update, Delete],
+        (Customers, ProjectManager | OfficeManager) => &[Read, Create, Update],
+        (Customers, Director | Accountant | DepartmentHead | Engineer | Client) => &[Read],
+
+        (Objects, Admin | ProjectManager) => &[Read, Create, Update, Delete],
+        (Objects, DepartmentHead | OfficeManager) => &[Read, Create, Update],
+        (Objects, Director | Accountant | Engineer | Client) => &[Read],
+
+        (Projects, Admin) => &[Read, Create, Update, Delete],
+        (Projects, ProjectManager) => &[Read, Create, Update],
+        (Projects, Director | Accountant | DepartmentHead | OfficeManager | Engineer | Client) => &[Read],
+
+        (Requests, Admin) => &[Read, Create, Update, Delete, Transition],
+        (Requests, ProjectManager | OfficeManager) => &[Read, Create, Update, Transition],
+        (Requests, DepartmentHead | Engineer) => &[Read, Update, Transition],
+        (Requests, Client) => &[Read, Create, Transition],
+        (Requests, Director | Accountant) => &[Read],
+
+        (Reports, Admin) => &[Read, Create, Update, Delete],
+        (Reports, DepartmentHead) => &[Read, Update, Transition],
+        (Reports, ProjectManager | Engineer) => &[Read, Create, Update],
+        (Reports, Director | Accountant | OfficeManager | Client) => &[Read],
+
+        (Users, Admin) => &[Read, Create, Update, Delete],
+        (Users, Director | DepartmentHead | ProjectManager | OfficeManager) => &[Read],
+        (Users, Accountant | Engineer | Client) => &[],
+    };
+    ops.contains(&action)
+}
+
+/// Whether any of the actor's roles allows the action.
+pub fn can(actor: &Actor, resource: Resource, action: Action) -> bool {
+    actor.roles.iter().any(|r| role_allows(*r, resource, action))
+}
+
+/// Which records of a resource exist for an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every record.
+    All,
+    /// Records related to requests assigned to this engineer.
+    Assigned(UserId),
+    /// Records of this customer.
+    Customer(CustomerId),
+    /// Nothing at all.
+    Nothing,
+}
+
+/// The read scope of an actor on a resource: the widest any of their roles grants.
+pub fn scope(actor: &Actor, resource: Resource) -> Scope {
+    if !can(actor, resource, Action::Read) {
+        return Scope::Nothing;
+    }
+    let staff_sees_all = actor
+        .roles
+        .iter()
+        .any(|r| !matches!(r, Role::Engineer | Role::Client) && role_allows(*r, resource, Action::Read));
+    if staff_sees_all {
+        Scope::All
+    } else if actor.has(Role::Engineer) {
+        Scope::Assigned(actor.user_id)
+    } else if let Some(c) = actor.client_customer() {
+        Scope::Customer(c)
+    } else {
+        Scope::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(roles: &[Role]) -> Actor {
+        Actor {
+            user_id: UserId(7),
+            roles: roles.to_vec(),
+            customer_id: if roles.contains(&Role::Client) { Some(CustomerId(3)) } else { None },
+        }
+    }
+
+    #[test]
+    fn matrix_spot_checks() {
+        use Action::*;
+        use Resource::*;
+        assert!(role_allows(Role::Admin, Customers, Delete));
+        assert!(!role_allows(Role::ProjectManager, Customers, Delete));
+        assert!(role_allows(Role::OfficeManager, Customers, Create));
+        assert!(!role_allows(Role::Director, Customers, Update));
+        assert!(role_allows(Role::DepartmentHead, Objects, Create));
+        assert!(!role_allows(Role::DepartmentHead, Projects, Create));
+        assert!(role_allows(Role::Client, Requests, Create));
+        assert!(!role_allows(Role::Client, Requests, Update));
+        assert!(!role_allows(Role::Engineer, Requests, Create));
+        assert!(role_allows(Role::Engineer, Reports, Create));
+        assert!(!role_allows(Role::OfficeManager, Reports, Create));
+        assert!(role_allows(Role::DepartmentHead, Reports, Transition));
+        assert!(!role_allows(Role::ProjectManager, Reports, Transition));
+        assert!(!role_allows(Role::Accountant, Users, Read));
+        assert!(!role_allows(Role::Director, Requests, Transition));
+    }
+
+    #[test]
+    fn scopes_follow_the_footnotes() {
+        assert_eq!(scope(&actor(&[Role::Director]), Resource::Requests), Scope::All);
+        assert_eq!(scope(&actor(&[Role::Engineer]), Resource::Requests), Scope::Assigned(UserId(7)));
+        assert_eq!(scope(&actor(&[Role::Engineer]), Resource::Customers), Scope::Assigned(UserId(7)));
+        assert_eq!(scope(&actor(&[Role::Client]), Resource::Reports), Scope::Customer(CustomerId(3)));
+        assert_eq!(scope(&actor(&[Role::Client]), Resource::Users), Scope::Nothing);
+        // Several staff roles: the widest wins.
+        assert_eq!(scope(&actor(&[Role::Engineer, Role::ProjectManager]), Resource::Requests), Scope::All);
+        assert_eq!(scope(&actor(&[Role::Accountant]), Resource::Users), Scope::Nothing);
+    }
+
+    #[test]
+    fn client_roles_are_exclusive_and_need_a_customer() {
+        assert!(validate_roles(&[Role::Client], Some(CustomerId(1))).is_ok());
+        assert_eq!(validate_roles(&[Role::Client], None).unwrap_err().code, "required");
+        assert_eq!(
+            validate_roles(&[Role::Client, Role::Engineer], Some(CustomerId(1))).unwrap_err().code,
+            "client_exclusive"
+        );
+        assert_eq!(validate_roles(&[Role::Engineer], Some(CustomerId(1))).unwrap_err().code, "not_allowed");
+        assert_eq!(validate_roles(&[], None).unwrap_err().code, "required");
+        assert_eq!(
+            validate_roles(&[Role::Engineer, Role::Admin, Role::Engineer], None).unwrap(),
+            vec![Role::Admin, Role::Engineer]
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Business rules of `PRODUCT.md` as plain functions over plain data.
+//!
+//! Nothing in here touches a database, the network, the clock or a random source: time and
+//! ids are parameters, so every rule is tested directly.
+
+pub mod access;
+pub mod ids;
+pub mod project;
+pub mod report;
+pub mod request;
+pub mod time;
+pub mod values;

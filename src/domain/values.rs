@@ -1,0 +1,354 @@
+//! Value types parsed once at the edge: INN, e-mail, bounded text, money and quantities.
+
+use crate::error::FieldError;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Russian taxpayer number: 10 digits (organisations) or 12 (individuals) with valid check digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inn(String);
+
+impl Inn {
+    pub fn parse(field: &str, raw: &str) -> Result<Inn, FieldError> {
+        let s = raw.trim();
+        let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+        let bad = |msg: &str| Err(FieldError::new(field, "invalid_inn", msg));
+        if digits.len() != s.chars().count() || !(digits.len() == 10 || digits.len() == 12) {
+            return bad("INN must be 10 or 12 digits");
+        }
+        let check = |weights: &[u32]| -> u32 {
+            let sum: u32 = weights.iter().zip(&digits).map(|(w, d)| w * d).sum();
+            sum % 11 % 10
+        };
+        let ok = if digits.len() == 10 {
+            check(&[2, 4, 10, 3, 5, 9, 4, 6, 8]) == digits[9]
+        } else {
+            check(&[7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == digits[10]
+                && check(&[3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == digits[11]
+        };
+        if !ok {
+            return bad("INN check digits do not match");
+        }
+        Ok(Inn(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A login or contact e-mail, trimmed and lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(field: &str, raw: &str) -> Result<Email, FieldError> {
+        let s = raw.trim().to_lowercase();
+        let bad = || Err(FieldError::new(field, "invalid_email", "not a valid e-mail address"));
+        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad();
+        }
+        match s.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(Email(s))
+            }
+            _ => bad(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Required single-line text: trimmed, not blank, at most `max` characters, no control characters.
+pub fn required_line(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
+    let s = optional_line(field, raw, max)?;
+    if s.is_empty() {
+        return Err(FieldError::new(field, "required", "must not be blank"));
+    }
+    Ok(s)
+}
+
+/// Optional single-line text (may be empty after trimming).
+pub fn optional_line(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
+    let s = raw.trim();
+    if s.chars().count() > max {
+        return Err(too_long(field, max));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "invalid_characters", "must be a single line of text"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Free text that may span lines: trimmed, at most `max` characters, no control characters but
+/// line breaks and tabs.
+pub fn multiline(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
+    let s = raw.trim();
+    if s.chars().count() > max {
+        return Err(too_long(field, max));
+    }
+    if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(FieldError::new(field, "invalid_characters", "contains control characters"));
+    }
+    Ok(s.to_owned())
+}
+
+/// A phone number: digits with the usual separators, 5 to 20 digits.
+pub fn phone(field: &str, raw: &str) -> Result<String, FieldError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    let allowed = s
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
+    if !allowed || !(5..=20).contains(&digits) || s.len() > 32 {
+        return Err(FieldError::new(field, "invalid_phone", "not a valid phone number"));
+    }
+    Ok(s.to_owned())
+}
+
+fn too_long(field: &str, max: usize) -> FieldError {
+    FieldError::new(field, "too_long", format!("must be at most {max} characters"))
+}
+
+/// Lower-cased text used for case-insensitive search on every backend (SQLite's `LIKE` folds
+/// ASCII only; Russian text needs real Unicode folding, done here once).
+pub fn search_key(parts: &[&str]) -> String {
+    let mut s = String::new();
+    for p in parts {
+        if !p.is_empty() {
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            s.push_str(&fold(p));
+        }
+    }
+    s
+}
+
+/// Folds text for matching: Unicode lower case, `ё` as `е`.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase().replace('ё', "е")
+}
+
+/// A `LIKE` pattern matching `q` anywhere, with `%`, `_` and `\` escaped (use `ESCAPE '\'`).
+pub fn like_pattern(q: &str) -> String {
+    let mut p = String::from("%");
+    for c in fold(q.trim()).chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Exact money in kopecks. Roubles on the wire as a decimal string with at most two decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Money(pub i64);
+
+/// The largest amount accepted anywhere: a billion roubles is beyond any contract here.
+pub const MAX_MONEY_KOPECKS: i64 = 100_000_000_000;
+
+impl Money {
+    pub fn parse(field: &str, raw: &str) -> Result<Money, FieldError> {
+        let kopecks = parse_fixed(field, raw, 2)?;
+        if kopecks < 0 {
+            return Err(FieldError::new(field, "negative", "must not be negative"));
+        }
+        if kopecks > MAX_MONEY_KOPECKS {
+            return Err(FieldError::new(field, "too_large", "amount is too large"));
+        }
+        Ok(Money(kopecks))
+    }
+
+    pub fn kopecks(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_fixed(f, self.0, 2)
+    }
+}
+
+/// An exact quantity in thousandths of a unit; on the wire a decimal string with at most three
+/// decimals, strictly positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(pub i64);
+
+pub const MAX_QUANTITY_MILLI: i64 = 1_000_000_000;
+
+impl Quantity {
+    pub fn parse(field: &str, raw: &str) -> Result<Quantity, FieldError> {
+        let milli = parse_fixed(field, raw, 3)?;
+        if milli <= 0 {
+            return Err(FieldError::new(field, "not_positive", "must be greater than zero"));
+        }
+        if milli > MAX_QUANTITY_MILLI {
+            return Err(FieldError::new(field, "too_large", "quantity is too large"));
+        }
+        Ok(Quantity(milli))
+    }
+
+    pub fn milli(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Quantities print with as few decimals as they need, but at least none: "2", "1.5".
+        let mut s = String::new();
+        use std::fmt::Write;
+        write!(s, "{}", FixedDisplay(self.0, 3))?;
+        if s.contains('.') {
+            let t = s.trim_end_matches('0').trim_end_matches('.');
+            f.write_str(t)
+        } else {
+            f.write_str(&s)
+        }
+    }
+}
+
+struct FixedDisplay(i64, u32);
+impl std::fmt::Display for FixedDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_fixed(f, self.0, self.1)
+    }
+}
+
+fn write_fixed(f: &mut std::fmt::Formatter<'_>, units: i64, scale: u32) -> std::fmt::Result {
+    let d = Decimal::new(units, scale);
+    write!(f, "{d:.prec$}", prec = scale as usize)
+}
+
+/// Parses a plain decimal string ("1250", "1250.5", "0.125") into integer units of 10^-scale.
+fn parse_fixed(field: &str, raw: &str, scale: u32) -> Result<i64, FieldError> {
+    let s = raw.trim();
+    let plain = !s.is_empty()
+        && s.len() <= 24
+        && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        && s.chars().filter(|&c| c == '.').count() <= 1
+        && !s.ends_with('.')
+        && !s.starts_with('.');
+    let not_number = || FieldError::new(field, "invalid_decimal", "must be a decimal number such as \"1250.00\"");
+    if !plain {
+        return Err(not_number());
+    }
+    let d = Decimal::from_str(s).map_err(|_| not_number())?;
+    if d.normalize().scale() > scale {
+        return Err(FieldError::new(
+            field,
+            "too_precise",
+            format!("must have at most {scale} decimal places"),
+        ));
+    }
+    use rust_decimal::prelude::ToPrimitive;
+    (d * Decimal::from(10_i64.pow(scale)))
+        .to_i64()
+        .ok_or_else(|| FieldError::new(field, "too_large", "number is too large"))
+}
+
+/// `quantity × unit price`, rounded half away from zero to whole kopecks.
+pub fn line_amount(q: Quantity, price: Money) -> Money {
+    let prod = i128::from(q.0) * i128::from(price.0); // in 1/1000 kopeck
+    let rounded = (prod + 500) / 1000; // both factors are non-negative
+    Money(i64::try_from(rounded).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inn_accepts_valid_10_and_12_digits() {
+        assert!(Inn::parse("inn", "7707083893").is_ok()); // Sberbank
+        assert!(Inn::parse("inn", "500100732259").is_ok());
+        assert!(Inn::parse("inn", " 7736050003 ").is_ok());
+    }
+
+    #[test]
+    fn inn_rejects_bad_check_digits_and_lengths() {
+        for bad in ["7707083894", "500100732258", "500100732269", "123", "77070838931", "77070838a3", ""] {
+            let e = Inn::parse("inn", bad).unwrap_err();
+            assert_eq!(e.code, "invalid_inn", "{bad}");
+        }
+    }
+
+    #[test]
+    fn email_is_normalised_and_checked() {
+        assert_eq!(Email::parse("e", " Ivan@Example.RU ").unwrap().as_str(), "ivan@example.ru");
+        for bad in ["ivan", "ivan@", "@x.ru", "a b@x.ru", "a@x", "a@@x.ru", "a@x."] {
+            assert!(Email::parse("e", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_limits() {
+        assert_eq!(required_line("f", "  hi ", 5).unwrap(), "hi");
+        assert_eq!(required_line("f", "   ", 5).unwrap_err().code, "required");
+        assert_eq!(required_line("f", "ёёёёёё", 5).unwrap_err().code, "too_long");
+        assert!(required_line("f", "ёёёёё", 5).is_ok());
+        assert_eq!(required_line("f", "a\nb", 5).unwrap_err().code, "invalid_characters");
+        assert_eq!(multiline("f", "a\nb", 5).unwrap(), "a\nb");
+        assert_eq!(multiline("f", "a\u{0}b", 5).unwrap_err().code, "invalid_characters");
+    }
+
+    #[test]
+    fn money_parses_exactly() {
+        assert_eq!(Money::parse("p", "1250.00").unwrap(), Money(125_000));
+        assert_eq!(Money::parse("p", "1250.5").unwrap(), Money(125_050));
+        assert_eq!(Money::parse("p", "0").unwrap(), Money(0));
+        assert_eq!(Money::parse("p", "0.10").unwrap(), Money(10));
+        assert_eq!(Money::parse("p", "1.230").unwrap(), Money(123));
+        assert_eq!(Money::parse("p", "-1").unwrap_err().code, "negative");
+        assert_eq!(Money::parse("p", "1.001").unwrap_err().code, "too_precise");
+        assert_eq!(Money::parse("p", "1e3").unwrap_err().code, "invalid_decimal");
+        assert_eq!(Money::parse("p", "abc").unwrap_err().code, "invalid_decimal");
+        assert_eq!(Money::parse("p", "NaN").unwrap_err().code, "invalid_decimal");
+        assert_eq!(Money::parse("p", "99999999999999999999").unwrap_err().code, "too_large");
+        assert_eq!(Money(125_000).to_string(), "1250.00");
+        assert_eq!(Money(5).to_string(), "0.05");
+    }
+
+    #[test]
+    fn quantity_must_be_positive() {
+        assert_eq!(Quantity::parse("q", "1.5").unwrap(), Quantity(1500));
+        assert_eq!(Quantity::parse("q", "0").unwrap_err().code, "not_positive");
+        assert_eq!(Quantity::parse("q", "-2").unwrap_err().code, "not_positive");
+        assert_eq!(Quantity::parse("q", "0.0001").unwrap_err().code, "too_precise");
+        assert_eq!(Quantity(1500).to_string(), "1.5");
+        assert_eq!(Quantity(2000).to_string(), "2");
+        assert_eq!(Quantity(125).to_string(), "0.125");
+    }
+
+    #[test]
+    fn line_amount_is_exact_and_rounds_half_up() {
+        assert_eq!(line_amount(Quantity(3000), Money(125_000)), Money(375_000));
+        assert_eq!(line_amount(Quantity(1500), Money(33)), Money(50)); // 0.495 -> 0.50
+        assert_eq!(line_amount(Quantity(1), Money(1)), Money(0));
+        // 0.1 + 0.2 style sums stay exact.
+        let a = line_amount(Quantity(1000), Money(10));
+        let b = line_amount(Quantity(1000), Money(20));
+        assert_eq!(Money(a.0 + b.0).to_string(), "0.30");
+    }
+
+    #[test]
+    fn like_pattern_escapes_wildcards_and_folds() {
+        assert_eq!(like_pattern("Ёлка_50%"), "%елка\\_50\\%%");
+        assert_eq!(search_key(&["SR-1", "", "Пожар"]), "sr-1\nпожар");
+    }
+}

@@ -1,0 +1,179 @@
+//! Versioned schema migrations embedded in the binary, plus named, idempotent data patches.
+//! Both are recorded in the database.
+
+use super::{Backend, Db, Q};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+
+/// A schema migration, with one SQL text per backend.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../../migrations/sqlite/", $name, ".sql")),
+            postgres: include_str!(concat!("../../migrations/postgres/", $name, ".sql")),
+        }
+    };
+}
+
+/// Every migration, in order. Released ones are never edited.
+pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_core")];
+
+/// The schema version this binary expects.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// A data patch: a named change to data that is safe to run more than once.
+pub struct Patch {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// Every data patch, in order.
+pub const PATCHES: &[Patch] = &[Patch {
+    name: "0001_fill_search_keys",
+    description: "fill empty search keys of customers, objects, projects and requests",
+}];
+
+/// What a run of the migrator did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Vec<String>,
+    pub patched: Vec<String>,
+}
+
+impl Report {
+    pub fn is_noop(&self) -> bool {
+        self.applied.is_empty() && self.patched.is_empty()
+    }
+}
+
+/// The database's schema state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Status {
+    pub current: i64,
+    pub pending: Vec<i64>,
+}
+
+async fn ensure_bookkeeping(db: &Db) -> anyhow::Result<()> {
+    for sql in [
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS data_patches (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// Reads which migrations are applied and which are pending.
+pub async fn status(db: &Db) -> anyhow::Result<Status> {
+    ensure_bookkeeping(db).await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(db.pool())
+        .await?;
+    let current = applied.iter().copied().max().unwrap_or(0);
+    let pending = MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
+    Ok(Status { current, pending })
+}
+
+/// Refuses a database whose schema is newer than this binary.
+pub fn ensure_not_newer(status: &Status) -> anyhow::Result<()> {
+    if status.current > latest_version() {
+        bail!(
+            "the database schema is version {}, newer than this ferum binary supports ({}); \
+             run a newer ferum or restore a matching backup",
+            status.current,
+            latest_version()
+        );
+    }
+    Ok(())
+}
+
+/// Applies pending migrations (each in its own transaction) and then pending data patches.
+pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
+    let st = status(db).await?;
+    ensure_not_newer(&st)?;
+    let mut report = Report::default();
+    for m in MIGRATIONS.iter().filter(|m| st.pending.contains(&m.version)) {
+        let sql = match db.backend() {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        let mut tx = db.begin().await?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("migration {} failed", m.name))?;
+        let mut q = Q::new("INSERT INTO schema_migrations (version, name, applied_at) VALUES (");
+        q.bind(m.version).push(", ").bind(m.name.to_owned()).push(", ").bind(super::db_ts(now)).push(")");
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        report.applied.push(m.name.to_owned());
+    }
+    let done: Vec<String> = sqlx::query_scalar("SELECT name FROM data_patches").fetch_all(db.pool()).await?;
+    for p in PATCHES.iter().filter(|p| !done.iter().any(|d| d == p.name)) {
+        let mut tx = db.begin().await?;
+        apply_patch(p.name, &mut tx).await.with_context(|| format!("data patch {} failed", p.name))?;
+        let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
+        q.bind(p.name.to_owned()).push(", ").bind(super::db_ts(now)).push(")");
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        report.patched.push(p.name.to_owned());
+    }
+    Ok(report)
+}
+
+/// Runs one data patch. Each is written so a second run changes nothing.
+pub async fn apply_patch(name: &str, tx: &mut super::Tx) -> anyhow::Result<()> {
+    match name {
+        "0001_fill_search_keys" => {
+            super::customers::refresh_search_keys(tx, true).await?;
+            super::objects::refresh_search_keys(tx, true).await?;
+            super::projects::refresh_search_keys(tx, true).await?;
+            super::requests::refresh_search_keys(tx, true).await?;
+            Ok(())
+        }
+        other => bail!("unknown data patch {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_the_same_migrations_in_order() {
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > last, "versions must increase");
+            last = m.version;
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)), "{} is misnamed", m.name);
+            assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
+        }
+        let list = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let sqlite = list("sqlite");
+        assert_eq!(sqlite, list("postgres"), "the two backends' migration lists differ");
+        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.name)).collect();
+        assert_eq!(sqlite, embedded, "a migration file is not embedded in MIGRATIONS");
+    }
+}

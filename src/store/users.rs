@@ -1,0 +1,305 @@
+//! User accounts.
+
+use super::{Ctx, Db, Page, Q, Tx, UniqueExt, audit, db_ts, ts};
+use crate::domain::access::{self, Action, Actor, Resource, Role, Scope};
+use crate::domain::ids::{CustomerId, UserId};
+use crate::domain::values::{self, Email};
+use crate::error::{Error, Problems, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const COLS: &str =
+    "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub phone: String,
+    pub roles: String,
+    pub customer_id: Option<i64>,
+    pub enabled: i64,
+    pub password_hash: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+impl UserRow {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: UserId(self.id),
+            roles: access::roles_from_db(&self.roles),
+            customer_id: self.customer_id.map(CustomerId),
+        }
+    }
+
+    pub fn view(&self) -> Result<User> {
+        Ok(User {
+            id: UserId(self.id),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            phone: self.phone.clone(),
+            roles: access::roles_from_db(&self.roles),
+            customer_id: self.customer_id.map(CustomerId),
+            enabled: self.enabled != 0,
+            created_at: ts(&self.created_at)?,
+            updated_at: ts(&self.updated_at)?,
+            version: self.version,
+        })
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub phone: String,
+    pub roles: Vec<Role>,
+    pub customer_id: Option<CustomerId>,
+    pub enabled: bool,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A new account.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub phone: String,
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub customer_id: Option<CustomerId>,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub version: Option<i64>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub customer_id: Option<Option<CustomerId>>,
+    pub enabled: Option<bool>,
+    pub password: Option<String>,
+}
+
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>> {
+    let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE email = "));
+    q.bind(email.trim().to_lowercase());
+    q.fetch_optional(db.pool()).await
+}
+
+pub async fn find(db: &Db, id: UserId) -> Result<Option<UserRow>> {
+    let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE id = "));
+    q.bind(id.0);
+    q.fetch_optional(db.pool()).await
+}
+
+pub async fn count(db: &Db) -> Result<i64> {
+    Q::new("SELECT COUNT(*) FROM users").scalar(db.pool()).await
+}
+
+/// Checks a new account's fields (the password is hashed by the caller).
+pub struct CheckedUser {
+    pub email: Email,
+    pub name: String,
+    pub phone: String,
+    pub roles: Vec<Role>,
+    pub customer_id: Option<CustomerId>,
+}
+
+pub fn check_new(input: &NewUser) -> Result<CheckedUser> {
+    let mut p = Problems::new();
+    let email = p.check(Email::parse("email", &input.email));
+    let name = p.check(values::required_line("name", &input.name, 200));
+    let phone = p.check(values::phone("phone", &input.phone));
+    let roles = p.check(access::validate_roles(&input.roles, input.customer_id));
+    p.check(crate::auth::check_new_password(&input.password));
+    p.finish()?;
+    Ok(CheckedUser {
+        email: email.expect("checked"),
+        name: name.expect("checked"),
+        phone: phone.expect("checked"),
+        roles: roles.expect("checked"),
+        customer_id: input.customer_id,
+    })
+}
+
+/// Inserts a checked account with an already hashed password. `by` is `None` for bootstrap.
+pub async fn insert(tx: &mut Tx, u: &CheckedUser, password_hash: &str, by: Option<UserId>, now: DateTime<Utc>) -> Result<UserRow> {
+    if let Some(c) = u.customer_id {
+        let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
+        q.bind(c.0);
+        if q.scalar::<i64, _>(&mut **tx).await? == 0 {
+            return Err(Error::field("customer_id", "not_found", "no such customer"));
+        }
+    }
+    let mut q = Q::new(
+        "INSERT INTO users (email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, created_by) VALUES (",
+    );
+    q.bind(u.email.as_str().to_owned())
+        .push(", ")
+        .bind(u.name.clone())
+        .push(", ")
+        .bind(u.phone.clone())
+        .push(", ")
+        .bind(access::roles_to_db(&u.roles))
+        .push(", ")
+        .bind(u.customer_id.map(|c| c.0))
+        .push(", 1, ")
+        .bind(password_hash.to_owned())
+        .push(", ")
+        .bind(db_ts(now))
+        .push(", ")
+        .bind(db_ts(now))
+        .push(", ")
+        .bind(by.map(|b| b.0))
+        .push(&format!(") RETURNING {COLS}"));
+    q.fetch_optional(&mut **tx)
+        .await
+        .unique("email", "a user with this e-mail already exists")?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("insert returned nothing")))
+}
+
+fn scope_check(ctx: &Ctx, action: Action) -> Result<Scope> {
+    let scope = access::scope(&ctx.actor, Resource::Users);
+    if scope == Scope::Nothing {
+        return Err(Error::NotFound);
+    }
+    if action != Action::Read && !access::can(&ctx.actor, Resource::Users, action) {
+        return Err(Error::Forbidden("only administrators manage users".into()));
+    }
+    Ok(scope)
+}
+
+pub async fn list(db: &Db, ctx: &Ctx, q_text: Option<&str>, role: Option<Role>, page: Page) -> Result<(Vec<User>, Option<String>)> {
+    scope_check(ctx, Action::Read)?;
+    let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE 1 = 1"));
+    if let Some(t) = q_text.filter(|t| !t.trim().is_empty()) {
+        q.push(" AND (LOWER(email) LIKE ").bind(values::like_pattern(t)).push(" ESCAPE '\\' OR LOWER(name) LIKE ").bind(values::like_pattern(t)).push(" ESCAPE '\\')");
+    }
+    if let Some(r) = role {
+        q.push(" AND (',' || roles || ',') LIKE ").bind(format!("%,{},%", r.as_str()));
+    }
+    page.apply(&mut q, "id");
+    let rows: Vec<UserRow> = q.fetch_all(db.pool()).await?;
+    let (rows, next) = page.finish(rows, |r| r.id);
+    Ok((rows.iter().map(UserRow::view).collect::<Result<_>>()?, next))
+}
+
+pub async fn get(db: &Db, ctx: &Ctx, id: UserId) -> Result<User> {
+    if id != ctx.actor.user_id {
+        scope_check(ctx, Action::Read)?;
+    }
+    find(db, id).await?.ok_or(Error::NotFound)?.view()
+}
+
+pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
+    scope_check(ctx, Action::Create)?;
+    let checked = check_new(&input)?;
+    let hash = hash_blocking(input.password).await?;
+    let mut tx = db.begin().await?;
+    let row = insert(&mut tx, &checked, &hash, Some(ctx.actor.user_id), ctx.now).await?;
+    let view = row.view()?;
+    audit::record(&mut tx, ctx, "create", "user", Some(row.id), None, Some(&audit::snapshot(&view))).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+pub async fn update(db: &Db, ctx: &Ctx, id: UserId, expected: super::Expected, patch: UserPatch) -> Result<User> {
+    scope_check(ctx, Action::Update)?;
+    let mut p = Problems::new();
+    let name = patch.name.as_deref().and_then(|n| p.check(values::required_line("name", n, 200)));
+    let phone = patch.phone.as_deref().and_then(|n| p.check(values::phone("phone", n)));
+    if let Some(pw) = &patch.password {
+        p.check(crate::auth::check_new_password(pw));
+    }
+    p.finish()?;
+    let hash = match patch.password {
+        Some(pw) => Some(hash_blocking(pw).await?),
+        None => None,
+    };
+    let mut tx = db.begin().await?;
+    let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE id = "));
+    q.bind(id.0).push(tx_lock(db));
+    let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    super::check_version(expected, row.version)?;
+    let before = row.view()?;
+    let roles = patch.roles.clone().unwrap_or_else(|| before.roles.clone());
+    let customer = patch.customer_id.unwrap_or(before.customer_id);
+    let roles = access::validate_roles(&roles, customer).map_err(|e| Error::Validation(vec![e]))?;
+    if id == ctx.actor.user_id && (patch.enabled == Some(false) || !roles.contains(&Role::Admin)) {
+        return Err(Error::conflict("self_lockout", "you cannot disable yourself or drop your own admin role"));
+    }
+    let mut q = Q::new("UPDATE users SET name = ");
+    q.bind(name.unwrap_or(before.name.clone()))
+        .push(", phone = ")
+        .bind(phone.unwrap_or(before.phone.clone()))
+        .push(", roles = ")
+        .bind(access::roles_to_db(&roles))
+        .push(", customer_id = ")
+        .bind(customer.map(|c| c.0))
+        .push(", enabled = ")
+        .bind(i64::from(patch.enabled.unwrap_or(before.enabled)))
+        .push(", password_hash = ")
+        .bind(hash.unwrap_or(row.password_hash.clone()))
+        .push(", updated_at = ")
+        .bind(db_ts(ctx.now))
+        .push(", version = version + 1 WHERE id = ")
+        .bind(id.0)
+        .push(&format!(" RETURNING {COLS}"));
+    let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    let after = row.view()?;
+    audit::record(&mut tx, ctx, "update", "user", Some(id.0), Some(&audit::snapshot(&before)), Some(&audit::snapshot(&after))).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+fn tx_lock(db: &Db) -> &'static str {
+    db.backend().for_update()
+}
+
+/// Hashes off the async threads: Argon2id takes tens of milliseconds by design.
+pub async fn hash_blocking(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+        .map_err(Error::Internal)
+}
+
+/// Checks that a user exists, is enabled and holds the engineer role.
+pub async fn ensure_engineer(tx: &mut Tx, field: &str, id: UserId) -> Result<()> {
+    let mut q = Q::new("SELECT roles FROM users WHERE enabled = 1 AND id = ");
+    q.bind(id.0);
+    let roles: Option<String> = q.fetch_optional::<(String,), _>(&mut **tx).await?.map(|r| r.0);
+    match roles {
+        Some(r) if access::roles_from_db(&r).contains(&Role::Engineer) => Ok(()),
+        _ => Err(Error::field(field, "not_an_engineer", "choose an active user with the engineer role")),
+    }
+}
+
+/// Checks that a user exists, is enabled and holds one of `roles`.
+pub async fn ensure_role(tx: &mut Tx, field: &str, id: UserId, roles: &[Role], what: &str) -> Result<()> {
+    let mut q = Q::new("SELECT roles FROM users WHERE enabled = 1 AND id = ");
+    q.bind(id.0);
+    let found: Option<String> = q.fetch_optional::<(String,), _>(&mut **tx).await?.map(|r| r.0);
+    match found {
+        Some(r) if access::roles_from_db(&r).iter().any(|x| roles.contains(x)) => Ok(()),
+        _ => Err(Error::field(field, "wrong_role", format!("choose an active {what}"))),
+    }
+}
