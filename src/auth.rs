@@ -2,7 +2,9 @@
 
 use crate::domain::ids::UserId;
 use anyhow::Context;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -10,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// Argon2id with 19 MiB of memory, two passes (the OWASP baseline).
 fn hasher() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).expect("valid params"))
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19 * 1024, 2, 1, None).expect("valid params"),
+    )
 }
 
 /// Hashes a password with a fresh random salt.
@@ -34,17 +40,27 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// to refuse as wrong passwords.
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("not a real password, only for timing").expect("hashing works"))
+    DUMMY.get_or_init(|| {
+        hash_password("not a real password, only for timing").expect("hashing works")
+    })
 }
 
 /// Minimum rules for a new password.
 pub fn check_new_password(password: &str) -> Result<(), crate::error::FieldError> {
     let n = password.chars().count();
     if n < 12 {
-        return Err(crate::error::FieldError::new("password", "too_short", "use at least 12 characters"));
+        return Err(crate::error::FieldError::new(
+            "password",
+            "too_short",
+            "use at least 12 characters",
+        ));
     }
     if n > 256 {
-        return Err(crate::error::FieldError::new("password", "too_long", "use at most 256 characters"));
+        return Err(crate::error::FieldError::new(
+            "password",
+            "too_long",
+            "use at most 256 characters",
+        ));
     }
     Ok(())
 }
@@ -54,7 +70,9 @@ pub fn generate_password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..20).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..20)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 const ISSUER: &str = "ferum";
@@ -94,8 +112,12 @@ impl TokenKeys {
             iat: now.timestamp(),
             exp: (now + self.ttl).timestamp(),
         };
-        jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.encoding)
-            .context("signing a token")
+        jsonwebtoken::encode(
+            &Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )
+        .context("signing a token")
     }
 
     /// The user a valid token names; `None` for anything expired, forged or malformed.
@@ -133,16 +155,26 @@ mod tests {
     #[test]
     fn tokens_expire_and_resist_forgery() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", chrono::Duration::minutes(15));
+        let keys = TokenKeys::new(
+            b"0123456789abcdef0123456789abcdef",
+            chrono::Duration::minutes(15),
+        );
         let t = keys.issue(UserId(5), now).unwrap();
         assert_eq!(keys.verify(&t, now), Some(UserId(5)));
         assert_eq!(keys.verify(&t, now + chrono::Duration::minutes(16)), None);
-        let other = TokenKeys::new(b"another key another key another!", chrono::Duration::minutes(15));
+        let other = TokenKeys::new(
+            b"another key another key another!",
+            chrono::Duration::minutes(15),
+        );
         assert_eq!(other.verify(&t, now), None);
         // alg: none is refused.
         let parts: Vec<&str> = t.split('.').collect();
         use base64::Engine;
-        let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert_eq!(keys.verify(&format!("{none_header}.{}.", parts[1]), now), None);
+        let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(
+            keys.verify(&format!("{none_header}.{}.", parts[1]), now),
+            None
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Ferum: service management for fire-safety maintenance companies.
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod store;
+pub mod web;

@@ -53,7 +53,10 @@ impl Role {
 
 /// Checks a set of roles and the customer link: a client is exactly one customer's and holds no
 /// other role; staff hold no customer.
-pub fn validate_roles(roles: &[Role], customer: Option<CustomerId>) -> Result<Vec<Role>, FieldError> {
+pub fn validate_roles(
+    roles: &[Role],
+    customer: Option<CustomerId>,
+) -> Result<Vec<Role>, FieldError> {
     let mut r: Vec<Role> = Vec::new();
     for role in roles {
         if !r.contains(role) {
@@ -62,23 +65,43 @@ pub fn validate_roles(roles: &[Role], customer: Option<CustomerId>) -> Result<Ve
     }
     r.sort_by_key(|x| Role::ALL.iter().position(|y| y == x));
     if r.is_empty() {
-        return Err(FieldError::new("roles", "required", "at least one role is required"));
+        return Err(FieldError::new(
+            "roles",
+            "required",
+            "at least one role is required",
+        ));
     }
     if r.contains(&Role::Client) {
         if r.len() > 1 {
-            return Err(FieldError::new("roles", "client_exclusive", "a client user cannot hold staff roles"));
+            return Err(FieldError::new(
+                "roles",
+                "client_exclusive",
+                "a client user cannot hold staff roles",
+            ));
         }
         if customer.is_none() {
-            return Err(FieldError::new("customer_id", "required", "a client user must belong to a customer"));
+            return Err(FieldError::new(
+                "customer_id",
+                "required",
+                "a client user must belong to a customer",
+            ));
         }
     } else if customer.is_some() {
-        return Err(FieldError::new("customer_id", "not_allowed", "only client users belong to a customer"));
+        return Err(FieldError::new(
+            "customer_id",
+            "not_allowed",
+            "only client users belong to a customer",
+        ));
     }
     Ok(r)
 }
 
 pub fn roles_to_db(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn roles_from_db(s: &str) -> Vec<Role> {
@@ -104,7 +127,11 @@ impl Actor {
 
     /// The customer of a client user; `None` for staff.
     pub fn client_customer(&self) -> Option<CustomerId> {
-        if self.has(Role::Client) { self.customer_id } else { None }
+        if self.has(Role::Client) {
+            self.customer_id
+        } else {
+            None
+        }
     }
 }
 
@@ -145,7 +172,9 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
 
         (Projects, Admin) => &[Read, Create, Update, Delete],
         (Projects, ProjectManager) => &[Read, Create, Update],
-        (Projects, Director | Accountant | DepartmentHead | OfficeManager | Engineer | Client) => &[Read],
+        (Projects, Director | Accountant | DepartmentHead | OfficeManager | Engineer | Client) => {
+            &[Read]
+        }
 
         (Requests, Admin) => &[Read, Create, Update, Delete, Transition],
         (Requests, ProjectManager | OfficeManager) => &[Read, Create, Update, Transition],
@@ -153,7 +182,7 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
         (Requests, Client) => &[Read, Create, Transition],
         (Requests, Director | Accountant) => &[Read],
 
-        (Reports, Admin) => &[Read, Create, Update, Delete],
+        (Reports, Admin) => &[Read, Create, Update, Delete, Transition],
         (Reports, DepartmentHead) => &[Read, Update, Transition],
         (Reports, ProjectManager | Engineer) => &[Read, Create, Update],
         (Reports, Director | Accountant | OfficeManager | Client) => &[Read],
@@ -167,7 +196,10 @@ pub fn role_allows(role: Role, resource: Resource, action: Action) -> bool {
 
 /// Whether any of the actor's roles allows the action.
 pub fn can(actor: &Actor, resource: Resource, action: Action) -> bool {
-    actor.roles.iter().any(|r| role_allows(*r, resource, action))
+    actor
+        .roles
+        .iter()
+        .any(|r| role_allows(*r, resource, action))
 }
 
 /// Which records of a resource exist for an actor.
@@ -188,10 +220,9 @@ pub fn scope(actor: &Actor, resource: Resource) -> Scope {
     if !can(actor, resource, Action::Read) {
         return Scope::Nothing;
     }
-    let staff_sees_all = actor
-        .roles
-        .iter()
-        .any(|r| !matches!(r, Role::Engineer | Role::Client) && role_allows(*r, resource, Action::Read));
+    let staff_sees_all = actor.roles.iter().any(|r| {
+        !matches!(r, Role::Engineer | Role::Client) && role_allows(*r, resource, Action::Read)
+    });
     if staff_sees_all {
         Scope::All
     } else if actor.has(Role::Engineer) {
@@ -211,7 +242,11 @@ mod tests {
         Actor {
             user_id: UserId(7),
             roles: roles.to_vec(),
-            customer_id: if roles.contains(&Role::Client) { Some(CustomerId(3)) } else { None },
+            customer_id: if roles.contains(&Role::Client) {
+                Some(CustomerId(3))
+            } else {
+                None
+            },
         }
     }
 
@@ -238,25 +273,59 @@ mod tests {
 
     #[test]
     fn scopes_follow_the_footnotes() {
-        assert_eq!(scope(&actor(&[Role::Director]), Resource::Requests), Scope::All);
-        assert_eq!(scope(&actor(&[Role::Engineer]), Resource::Requests), Scope::Assigned(UserId(7)));
-        assert_eq!(scope(&actor(&[Role::Engineer]), Resource::Customers), Scope::Assigned(UserId(7)));
-        assert_eq!(scope(&actor(&[Role::Client]), Resource::Reports), Scope::Customer(CustomerId(3)));
-        assert_eq!(scope(&actor(&[Role::Client]), Resource::Users), Scope::Nothing);
+        assert_eq!(
+            scope(&actor(&[Role::Director]), Resource::Requests),
+            Scope::All
+        );
+        assert_eq!(
+            scope(&actor(&[Role::Engineer]), Resource::Requests),
+            Scope::Assigned(UserId(7))
+        );
+        assert_eq!(
+            scope(&actor(&[Role::Engineer]), Resource::Customers),
+            Scope::Assigned(UserId(7))
+        );
+        assert_eq!(
+            scope(&actor(&[Role::Client]), Resource::Reports),
+            Scope::Customer(CustomerId(3))
+        );
+        assert_eq!(
+            scope(&actor(&[Role::Client]), Resource::Users),
+            Scope::Nothing
+        );
         // Several staff roles: the widest wins.
-        assert_eq!(scope(&actor(&[Role::Engineer, Role::ProjectManager]), Resource::Requests), Scope::All);
-        assert_eq!(scope(&actor(&[Role::Accountant]), Resource::Users), Scope::Nothing);
+        assert_eq!(
+            scope(
+                &actor(&[Role::Engineer, Role::ProjectManager]),
+                Resource::Requests
+            ),
+            Scope::All
+        );
+        assert_eq!(
+            scope(&actor(&[Role::Accountant]), Resource::Users),
+            Scope::Nothing
+        );
     }
 
     #[test]
     fn client_roles_are_exclusive_and_need_a_customer() {
         assert!(validate_roles(&[Role::Client], Some(CustomerId(1))).is_ok());
-        assert_eq!(validate_roles(&[Role::Client], None).unwrap_err().code, "required");
         assert_eq!(
-            validate_roles(&[Role::Client, Role::Engineer], Some(CustomerId(1))).unwrap_err().code,
+            validate_roles(&[Role::Client], None).unwrap_err().code,
+            "required"
+        );
+        assert_eq!(
+            validate_roles(&[Role::Client, Role::Engineer], Some(CustomerId(1)))
+                .unwrap_err()
+                .code,
             "client_exclusive"
         );
-        assert_eq!(validate_roles(&[Role::Engineer], Some(CustomerId(1))).unwrap_err().code, "not_allowed");
+        assert_eq!(
+            validate_roles(&[Role::Engineer], Some(CustomerId(1)))
+                .unwrap_err()
+                .code,
+            "not_allowed"
+        );
         assert_eq!(validate_roles(&[], None).unwrap_err().code, "required");
         assert_eq!(
             validate_roles(&[Role::Engineer, Role::Admin, Role::Engineer], None).unwrap(),

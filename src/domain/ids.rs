@@ -22,11 +22,5 @@ macro_rules! id_type {
 }
 
 id_type!(
-    UserId,
-    CustomerId,
-    ObjectId,
-    ProjectId,
-    RequestId,
-    ReportId,
-    CommentId
+    UserId, CustomerId, ObjectId, ProjectId, RequestId, ReportId, CommentId
 );

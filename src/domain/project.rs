@@ -32,11 +32,23 @@ pub fn serial_number(raw: Option<&str>) -> Result<Option<String>, FieldError> {
         Some(s) => {
             let t = s.trim();
             if t.is_empty() {
-                Err(FieldError::new("serial_number", "blank", "serial number must not be blank; omit it instead"))
+                Err(FieldError::new(
+                    "serial_number",
+                    "blank",
+                    "serial number must not be blank; omit it instead",
+                ))
             } else if t.chars().count() > 100 {
-                Err(FieldError::new("serial_number", "too_long", "must be at most 100 characters"))
+                Err(FieldError::new(
+                    "serial_number",
+                    "too_long",
+                    "must be at most 100 characters",
+                ))
             } else if t.chars().any(char::is_control) {
-                Err(FieldError::new("serial_number", "invalid_characters", "must be a single line of text"))
+                Err(FieldError::new(
+                    "serial_number",
+                    "invalid_characters",
+                    "must be a single line of text",
+                ))
             } else {
                 Ok(Some(t.to_owned()))
             }
@@ -47,7 +59,11 @@ pub fn serial_number(raw: Option<&str>) -> Result<Option<String>, FieldError> {
 /// The end of a contract is not before its start.
 pub fn check_dates(start: NaiveDate, end: Option<NaiveDate>) -> Result<(), FieldError> {
     match end {
-        Some(e) if e < start => Err(FieldError::new("end_date", "before_start", "end date is before the start date")),
+        Some(e) if e < start => Err(FieldError::new(
+            "end_date",
+            "before_start",
+            "end date is before the start date",
+        )),
         _ => Ok(()),
     }
 }
@@ -58,7 +74,10 @@ mod tests {
 
     #[test]
     fn serial_numbers_are_trimmed_and_not_blank() {
-        assert_eq!(serial_number(Some("  SN-1 ")).unwrap().as_deref(), Some("SN-1"));
+        assert_eq!(
+            serial_number(Some("  SN-1 ")).unwrap().as_deref(),
+            Some("SN-1")
+        );
         assert_eq!(serial_number(None).unwrap(), None);
         assert_eq!(serial_number(Some("   ")).unwrap_err().code, "blank");
     }
@@ -68,6 +87,11 @@ mod tests {
         let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         assert!(check_dates(d("2026-01-01"), Some(d("2026-01-01"))).is_ok());
         assert!(check_dates(d("2026-01-01"), None).is_ok());
-        assert_eq!(check_dates(d("2026-01-02"), Some(d("2026-01-01"))).unwrap_err().code, "before_start");
+        assert_eq!(
+            check_dates(d("2026-01-02"), Some(d("2026-01-01")))
+                .unwrap_err()
+                .code,
+            "before_start"
+        );
     }
 }

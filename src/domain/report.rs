@@ -34,7 +34,11 @@ pub const MAX_ITEMS: usize = 500;
 pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
     let mut p = Problems::new();
     if raw.len() > MAX_ITEMS {
-        return Err(Error::field("items", "too_many", format!("at most {MAX_ITEMS} work items")));
+        return Err(Error::field(
+            "items",
+            "too_many",
+            format!("at most {MAX_ITEMS} work items"),
+        ));
     }
     let mut items = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
@@ -43,9 +47,17 @@ pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
         let quantity = p.check(Quantity::parse(&f("quantity"), r.quantity));
         let unit = p.check(values::optional_line(&f("unit"), r.unit, 20));
         let unit_price = p.check(Money::parse(&f("unit_price"), r.unit_price));
-        if let (Some(description), Some(quantity), Some(unit), Some(unit_price)) = (description, quantity, unit, unit_price) {
+        if let (Some(description), Some(quantity), Some(unit), Some(unit_price)) =
+            (description, quantity, unit, unit_price)
+        {
             let amount = values::line_amount(quantity, unit_price);
-            items.push(Item { description, quantity, unit, unit_price, amount });
+            items.push(Item {
+                description,
+                quantity,
+                unit,
+                unit_price,
+                amount,
+            });
         }
     }
     p.finish()?;
@@ -76,10 +88,17 @@ pub fn ensure_editable(status: ReportStatus) -> Result<(), Error> {
 /// A report is submitted once, with at least one work item.
 pub fn ensure_submittable(status: ReportStatus, item_count: usize) -> Result<(), Error> {
     if status != ReportStatus::Draft {
-        return Err(Error::conflict("report_not_draft", "only a draft report can be submitted"));
+        return Err(Error::conflict(
+            "report_not_draft",
+            "only a draft report can be submitted",
+        ));
     }
     if item_count == 0 {
-        return Err(Error::conflict_on("report_empty", "items", "add at least one work item before submitting"));
+        return Err(Error::conflict_on(
+            "report_empty",
+            "items",
+            "add at least one work item before submitting",
+        ));
     }
     Ok(())
 }
@@ -87,7 +106,10 @@ pub fn ensure_submittable(status: ReportStatus, item_count: usize) -> Result<(),
 /// Only submitted reports are approved.
 pub fn ensure_approvable(status: ReportStatus) -> Result<(), Error> {
     if status != ReportStatus::Submitted {
-        return Err(Error::conflict("report_not_submitted", "only a submitted report can be approved"));
+        return Err(Error::conflict(
+            "report_not_submitted",
+            "only a submitted report can be approved",
+        ));
     }
     Ok(())
 }
@@ -97,13 +119,22 @@ mod tests {
     use super::*;
 
     fn raw<'a>(d: &'a str, q: &'a str, p: &'a str) -> RawItem<'a> {
-        RawItem { description: d, quantity: q, unit: "шт", unit_price: p }
+        RawItem {
+            description: d,
+            quantity: q,
+            unit: "шт",
+            unit_price: p,
+        }
     }
 
     #[test]
     fn totals_are_computed_exactly() {
-        let (items, total) =
-            parse_items(&[raw("Осмотр", "2", "1250.00"), raw("Датчик", "3", "0.10"), raw("Кабель", "12.5", "33.33")]).unwrap();
+        let (items, total) = parse_items(&[
+            raw("Осмотр", "2", "1250.00"),
+            raw("Датчик", "3", "0.10"),
+            raw("Кабель", "12.5", "33.33"),
+        ])
+        .unwrap();
         assert_eq!(items[0].amount, Money(250_000));
         assert_eq!(items[1].amount, Money(30));
         assert_eq!(items[2].amount, Money(41_663)); // 416.625 -> 416.63
@@ -116,7 +147,14 @@ mod tests {
         let e = parse_items(&[raw("", "0", "-1"), raw("ok", "1", "1")]).unwrap_err();
         let Error::Validation(f) = e else { panic!() };
         let names: Vec<_> = f.iter().map(|x| x.field.as_str()).collect();
-        assert_eq!(names, ["items[0].description", "items[0].quantity", "items[0].unit_price"]);
+        assert_eq!(
+            names,
+            [
+                "items[0].description",
+                "items[0].quantity",
+                "items[0].unit_price"
+            ]
+        );
     }
 
     #[test]

@@ -101,10 +101,20 @@ impl Default for SlaPolicy {
 
 impl SlaPolicy {
     /// `(assign_by, close_by)` for a request of `kind` created at `created_at`.
-    pub fn deadlines(&self, kind: RequestType, created_at: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    pub fn deadlines(
+        &self,
+        kind: RequestType,
+        created_at: DateTime<Utc>,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
         match kind {
-            RequestType::Maintenance => (created_at + self.maintenance_assign, created_at + self.maintenance_close),
-            RequestType::Emergency => (created_at + self.emergency_assign, created_at + self.emergency_close),
+            RequestType::Maintenance => (
+                created_at + self.maintenance_assign,
+                created_at + self.maintenance_close,
+            ),
+            RequestType::Emergency => (
+                created_at + self.emergency_assign,
+                created_at + self.emergency_close,
+            ),
         }
     }
 }
@@ -165,22 +175,42 @@ pub fn resolve_links(
     let mut project_id = project.map(|p| p.0);
     if let Some((_, pcust)) = project {
         if customer_id.is_some_and(|c| c != pcust) {
-            return Err(Error::field("project_id", "customer_mismatch", "the project belongs to another customer"));
+            return Err(Error::field(
+                "project_id",
+                "customer_mismatch",
+                "the project belongs to another customer",
+            ));
         }
         customer_id = Some(pcust);
     }
     if let Some(obj) = object {
         if obj.archived {
-            return Err(Error::field("object_id", "archived", "the object is archived"));
+            return Err(Error::field(
+                "object_id",
+                "archived",
+                "the object is archived",
+            ));
         }
         if customer_id.is_some_and(|c| c != obj.customer_id) {
-            let field = if project.is_some() { "object_id" } else { "customer_id" };
-            return Err(Error::field(field, "customer_mismatch", "the object belongs to another customer"));
+            let field = if project.is_some() {
+                "object_id"
+            } else {
+                "customer_id"
+            };
+            return Err(Error::field(
+                field,
+                "customer_mismatch",
+                "the object belongs to another customer",
+            ));
         }
         customer_id = Some(obj.customer_id);
         match project_id {
             Some(pid) if !obj.projects.contains(&pid) => {
-                return Err(Error::field("object_id", "not_in_project", "the object is not part of the project"));
+                return Err(Error::field(
+                    "object_id",
+                    "not_in_project",
+                    "the object is not part of the project",
+                ));
             }
             Some(_) => {}
             None => {
@@ -196,8 +226,13 @@ pub fn resolve_links(
             }
         }
     }
-    let customer_id = customer_id
-        .ok_or_else(|| Error::field("customer_id", "required", "choose a customer, a project or an object"))?;
+    let customer_id = customer_id.ok_or_else(|| {
+        Error::field(
+            "customer_id",
+            "required",
+            "choose a customer, a project or an object",
+        )
+    })?;
     Ok((customer_id, project_id))
 }
 
@@ -226,7 +261,9 @@ pub fn role_may_move(actor: &Actor, from: Status, to: Status, is_assignee: bool)
     actor.roles.iter().any(|role| match role {
         Role::Admin | Role::DepartmentHead | Role::ProjectManager => true,
         Role::OfficeManager => (from, to) == (Open, Cancelled),
-        Role::Engineer => is_assignee && matches!((from, to), (Open, InProgress) | (InProgress, Completed)),
+        Role::Engineer => {
+            is_assignee && matches!((from, to), (Open, InProgress) | (InProgress, Completed))
+        }
         Role::Client => (from, to) == (Open, Cancelled),
         Role::Director | Role::Accountant => false,
     })
@@ -247,7 +284,11 @@ pub fn transition(actor: &Actor, f: TransitionFacts) -> Result<TransitionEffects
     let allowed = moves_for(actor, f.from, f.is_assignee);
     if !f.from.next().contains(&f.to) || !allowed.contains(&f.to) {
         let names: Vec<String> = allowed.iter().map(|s| s.as_str().to_owned()).collect();
-        let list = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+        let list = if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        };
         return Err(Error::Conflict {
             code: "transition_not_allowed",
             message: format!(
@@ -303,7 +344,13 @@ mod tests {
     }
 
     fn facts(from: Status, to: Status) -> TransitionFacts {
-        TransitionFacts { from, to, is_assignee: true, has_engineer: true, has_submitted_report: true }
+        TransitionFacts {
+            from,
+            to,
+            is_assignee: true,
+            has_engineer: true,
+            has_submitted_report: true,
+        }
     }
 
     #[test]
@@ -328,9 +375,15 @@ mod tests {
 
     #[test]
     fn refusal_names_the_allowed_moves() {
-        let e = transition(&actor(&[Role::Admin]), facts(Status::Open, Status::Closed)).unwrap_err();
+        let e =
+            transition(&actor(&[Role::Admin]), facts(Status::Open, Status::Closed)).unwrap_err();
         match e {
-            Error::Conflict { code, allowed, message, .. } => {
+            Error::Conflict {
+                code,
+                allowed,
+                message,
+                ..
+            } => {
                 assert_eq!(code, "transition_not_allowed");
                 assert_eq!(allowed.unwrap(), vec!["in_progress", "cancelled"]);
                 assert!(message.contains("in_progress, cancelled"));
@@ -345,7 +398,13 @@ mod tests {
         let mut f = facts(Status::Open, Status::InProgress);
         assert!(transition(&a, f).unwrap().set_actual_start);
         f.has_engineer = false;
-        assert!(matches!(transition(&a, f), Err(Error::Conflict { code: "engineer_required", .. })));
+        assert!(matches!(
+            transition(&a, f),
+            Err(Error::Conflict {
+                code: "engineer_required",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -355,12 +414,22 @@ mod tests {
         let fx = transition(&a, f).unwrap();
         assert!(fx.set_actual_end && fx.set_completed_at);
         f.has_submitted_report = false;
-        assert!(matches!(transition(&a, f), Err(Error::Conflict { code: "report_required", .. })));
+        assert!(matches!(
+            transition(&a, f),
+            Err(Error::Conflict {
+                code: "report_required",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn return_to_work_clears_completion() {
-        let fx = transition(&actor(&[Role::DepartmentHead]), facts(Status::Completed, Status::InProgress)).unwrap();
+        let fx = transition(
+            &actor(&[Role::DepartmentHead]),
+            facts(Status::Completed, Status::InProgress),
+        )
+        .unwrap();
         assert!(fx.clear_completion);
     }
 
@@ -369,10 +438,22 @@ mod tests {
         use Status::*;
         // Reopen: admin, department head, project manager only.
         for r in [Role::Admin, Role::DepartmentHead, Role::ProjectManager] {
-            assert!(role_may_move(&actor(&[r]), Closed, Completed, true), "{r:?}");
+            assert!(
+                role_may_move(&actor(&[r]), Closed, Completed, true),
+                "{r:?}"
+            );
         }
-        for r in [Role::OfficeManager, Role::Engineer, Role::Client, Role::Director, Role::Accountant] {
-            assert!(!role_may_move(&actor(&[r]), Closed, Completed, true), "{r:?}");
+        for r in [
+            Role::OfficeManager,
+            Role::Engineer,
+            Role::Client,
+            Role::Director,
+            Role::Accountant,
+        ] {
+            assert!(
+                !role_may_move(&actor(&[r]), Closed, Completed, true),
+                "{r:?}"
+            );
         }
         // Office manager: cancel, not complete or close.
         let om = actor(&[Role::OfficeManager]);
@@ -388,16 +469,32 @@ mod tests {
         let cl = actor(&[Role::Client]);
         assert!(role_may_move(&cl, Open, Cancelled, false));
         assert!(!role_may_move(&cl, InProgress, Completed, false));
-        assert!(!role_may_move(&actor(&[Role::Director]), Open, Cancelled, false));
-        assert!(role_may_move(&actor(&[Role::DepartmentHead]), Completed, Closed, false));
+        assert!(!role_may_move(
+            &actor(&[Role::Director]),
+            Open,
+            Cancelled,
+            false
+        ));
+        assert!(role_may_move(
+            &actor(&[Role::DepartmentHead]),
+            Completed,
+            Closed,
+            false
+        ));
     }
 
     #[test]
     fn sla_deadlines_by_type() {
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
         let p = SlaPolicy::default();
-        assert_eq!(p.deadlines(RequestType::Maintenance, t), (t + Duration::minutes(180), t + Duration::hours(72)));
-        assert_eq!(p.deadlines(RequestType::Emergency, t), (t + Duration::minutes(15), t + Duration::hours(2)));
+        assert_eq!(
+            p.deadlines(RequestType::Maintenance, t),
+            (t + Duration::minutes(180), t + Duration::hours(72))
+        );
+        assert_eq!(
+            p.deadlines(RequestType::Emergency, t),
+            (t + Duration::minutes(15), t + Duration::hours(2))
+        );
     }
 
     #[test]
@@ -416,8 +513,14 @@ mod tests {
     #[test]
     fn duration_in_hours() {
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
-        assert_eq!(duration_hours(Some(t), Some(t + Duration::minutes(90))).unwrap(), "1.50");
-        assert_eq!(duration_hours(Some(t), Some(t + Duration::seconds(3600 * 26 + 20))).unwrap(), "26.01");
+        assert_eq!(
+            duration_hours(Some(t), Some(t + Duration::minutes(90))).unwrap(),
+            "1.50"
+        );
+        assert_eq!(
+            duration_hours(Some(t), Some(t + Duration::seconds(3600 * 26 + 20))).unwrap(),
+            "26.01"
+        );
         assert_eq!(duration_hours(Some(t), None), None);
         assert_eq!(duration_hours(None, Some(t)), None);
     }
@@ -433,24 +536,46 @@ mod tests {
     fn links_are_derived_and_checked() {
         let (c1, c2) = (CustomerId(1), CustomerId(2));
         let (p1, p2) = (ProjectId(10), ProjectId(20));
-        let obj = ObjectFacts { customer_id: c1, archived: false, active_projects: vec![p1], projects: vec![p1, p2] };
+        let obj = ObjectFacts {
+            customer_id: c1,
+            archived: false,
+            active_projects: vec![p1],
+            projects: vec![p1, p2],
+        };
         // Object fills the active project and the customer.
-        assert_eq!(resolve_links(None, None, Some(&obj)).unwrap(), (c1, Some(p1)));
+        assert_eq!(
+            resolve_links(None, None, Some(&obj)).unwrap(),
+            (c1, Some(p1))
+        );
         // Project fills the customer.
-        assert_eq!(resolve_links(None, Some((p2, c2)), None).unwrap(), (c2, Some(p2)));
+        assert_eq!(
+            resolve_links(None, Some((p2, c2)), None).unwrap(),
+            (c2, Some(p2))
+        );
         // Object of another customer.
         assert!(resolve_links(Some(c2), None, Some(&obj)).is_err());
         // Object not in the project.
-        let other = ObjectFacts { customer_id: c1, archived: false, active_projects: vec![], projects: vec![] };
+        let other = ObjectFacts {
+            customer_id: c1,
+            archived: false,
+            active_projects: vec![],
+            projects: vec![],
+        };
         assert!(resolve_links(None, Some((p1, c1)), Some(&other)).is_err());
         // Project of another customer.
         assert!(resolve_links(Some(c1), Some((p2, c2)), None).is_err());
         // Nothing chosen.
         assert!(resolve_links(None, None, None).is_err());
         // Archived object.
-        let arch = ObjectFacts { archived: true, ..obj.clone() };
+        let arch = ObjectFacts {
+            archived: true,
+            ..obj.clone()
+        };
         assert!(resolve_links(None, None, Some(&arch)).is_err());
         // Explicit project containing the object is kept.
-        assert_eq!(resolve_links(Some(c1), Some((p2, c1)), Some(&obj)).unwrap(), (c1, Some(p2)));
+        assert_eq!(
+            resolve_links(Some(c1), Some((p2, c1)), Some(&obj)).unwrap(),
+            (c1, Some(p2))
+        );
     }
 }

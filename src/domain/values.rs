@@ -44,7 +44,13 @@ pub struct Email(String);
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Email, FieldError> {
         let s = raw.trim().to_lowercase();
-        let bad = || Err(FieldError::new(field, "invalid_email", "not a valid e-mail address"));
+        let bad = || {
+            Err(FieldError::new(
+                field,
+                "invalid_email",
+                "not a valid e-mail address",
+            ))
+        };
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return bad();
         }
@@ -83,7 +89,11 @@ pub fn optional_line(field: &str, raw: &str, max: usize) -> Result<String, Field
         return Err(too_long(field, max));
     }
     if s.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "invalid_characters", "must be a single line of text"));
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            "must be a single line of text",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -95,8 +105,14 @@ pub fn multiline(field: &str, raw: &str, max: usize) -> Result<String, FieldErro
     if s.chars().count() > max {
         return Err(too_long(field, max));
     }
-    if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(FieldError::new(field, "invalid_characters", "contains control characters"));
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            "contains control characters",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -112,13 +128,21 @@ pub fn phone(field: &str, raw: &str) -> Result<String, FieldError> {
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
     if !allowed || !(5..=20).contains(&digits) || s.len() > 32 {
-        return Err(FieldError::new(field, "invalid_phone", "not a valid phone number"));
+        return Err(FieldError::new(
+            field,
+            "invalid_phone",
+            "not a valid phone number",
+        ));
     }
     Ok(s.to_owned())
 }
 
 fn too_long(field: &str, max: usize) -> FieldError {
-    FieldError::new(field, "too_long", format!("must be at most {max} characters"))
+    FieldError::new(
+        field,
+        "too_long",
+        format!("must be at most {max} characters"),
+    )
 }
 
 /// Lower-cased text used for case-insensitive search on every backend (SQLite's `LIKE` folds
@@ -195,7 +219,11 @@ impl Quantity {
     pub fn parse(field: &str, raw: &str) -> Result<Quantity, FieldError> {
         let milli = parse_fixed(field, raw, 3)?;
         if milli <= 0 {
-            return Err(FieldError::new(field, "not_positive", "must be greater than zero"));
+            return Err(FieldError::new(
+                field,
+                "not_positive",
+                "must be greater than zero",
+            ));
         }
         if milli > MAX_QUANTITY_MILLI {
             return Err(FieldError::new(field, "too_large", "quantity is too large"));
@@ -240,11 +268,18 @@ fn parse_fixed(field: &str, raw: &str, scale: u32) -> Result<i64, FieldError> {
     let s = raw.trim();
     let plain = !s.is_empty()
         && s.len() <= 24
-        && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
         && s.chars().filter(|&c| c == '.').count() <= 1
         && !s.ends_with('.')
         && !s.starts_with('.');
-    let not_number = || FieldError::new(field, "invalid_decimal", "must be a decimal number such as \"1250.00\"");
+    let not_number = || {
+        FieldError::new(
+            field,
+            "invalid_decimal",
+            "must be a decimal number such as \"1250.00\"",
+        )
+    };
     if !plain {
         return Err(not_number());
     }
@@ -282,7 +317,15 @@ mod tests {
 
     #[test]
     fn inn_rejects_bad_check_digits_and_lengths() {
-        for bad in ["7707083894", "500100732258", "500100732269", "123", "77070838931", "77070838a3", ""] {
+        for bad in [
+            "7707083894",
+            "500100732258",
+            "500100732269",
+            "123",
+            "77070838931",
+            "77070838a3",
+            "",
+        ] {
             let e = Inn::parse("inn", bad).unwrap_err();
             assert_eq!(e.code, "invalid_inn", "{bad}");
         }
@@ -290,8 +333,13 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(Email::parse("e", " Ivan@Example.RU ").unwrap().as_str(), "ivan@example.ru");
-        for bad in ["ivan", "ivan@", "@x.ru", "a b@x.ru", "a@x", "a@@x.ru", "a@x."] {
+        assert_eq!(
+            Email::parse("e", " Ivan@Example.RU ").unwrap().as_str(),
+            "ivan@example.ru"
+        );
+        for bad in [
+            "ivan", "ivan@", "@x.ru", "a b@x.ru", "a@x", "a@@x.ru", "a@x.",
+        ] {
             assert!(Email::parse("e", bad).is_err(), "{bad}");
         }
     }
@@ -300,11 +348,20 @@ mod tests {
     fn text_limits() {
         assert_eq!(required_line("f", "  hi ", 5).unwrap(), "hi");
         assert_eq!(required_line("f", "   ", 5).unwrap_err().code, "required");
-        assert_eq!(required_line("f", "ёёёёёё", 5).unwrap_err().code, "too_long");
+        assert_eq!(
+            required_line("f", "ёёёёёё", 5).unwrap_err().code,
+            "too_long"
+        );
         assert!(required_line("f", "ёёёёё", 5).is_ok());
-        assert_eq!(required_line("f", "a\nb", 5).unwrap_err().code, "invalid_characters");
+        assert_eq!(
+            required_line("f", "a\nb", 5).unwrap_err().code,
+            "invalid_characters"
+        );
         assert_eq!(multiline("f", "a\nb", 5).unwrap(), "a\nb");
-        assert_eq!(multiline("f", "a\u{0}b", 5).unwrap_err().code, "invalid_characters");
+        assert_eq!(
+            multiline("f", "a\u{0}b", 5).unwrap_err().code,
+            "invalid_characters"
+        );
     }
 
     #[test]
@@ -316,10 +373,22 @@ mod tests {
         assert_eq!(Money::parse("p", "1.230").unwrap(), Money(123));
         assert_eq!(Money::parse("p", "-1").unwrap_err().code, "negative");
         assert_eq!(Money::parse("p", "1.001").unwrap_err().code, "too_precise");
-        assert_eq!(Money::parse("p", "1e3").unwrap_err().code, "invalid_decimal");
-        assert_eq!(Money::parse("p", "abc").unwrap_err().code, "invalid_decimal");
-        assert_eq!(Money::parse("p", "NaN").unwrap_err().code, "invalid_decimal");
-        assert_eq!(Money::parse("p", "99999999999999999999").unwrap_err().code, "too_large");
+        assert_eq!(
+            Money::parse("p", "1e3").unwrap_err().code,
+            "invalid_decimal"
+        );
+        assert_eq!(
+            Money::parse("p", "abc").unwrap_err().code,
+            "invalid_decimal"
+        );
+        assert_eq!(
+            Money::parse("p", "NaN").unwrap_err().code,
+            "invalid_decimal"
+        );
+        assert_eq!(
+            Money::parse("p", "99999999999999999999").unwrap_err().code,
+            "too_large"
+        );
         assert_eq!(Money(125_000).to_string(), "1250.00");
         assert_eq!(Money(5).to_string(), "0.05");
     }
@@ -329,7 +398,10 @@ mod tests {
         assert_eq!(Quantity::parse("q", "1.5").unwrap(), Quantity(1500));
         assert_eq!(Quantity::parse("q", "0").unwrap_err().code, "not_positive");
         assert_eq!(Quantity::parse("q", "-2").unwrap_err().code, "not_positive");
-        assert_eq!(Quantity::parse("q", "0.0001").unwrap_err().code, "too_precise");
+        assert_eq!(
+            Quantity::parse("q", "0.0001").unwrap_err().code,
+            "too_precise"
+        );
         assert_eq!(Quantity(1500).to_string(), "1.5");
         assert_eq!(Quantity(2000).to_string(), "2");
         assert_eq!(Quantity(125).to_string(), "0.125");

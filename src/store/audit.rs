@@ -18,7 +18,18 @@ pub async fn record(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> Result<()> {
-    insert(tx, ctx.now, Some(ctx.actor.user_id), &ctx.ip, action, entity, entity_id, before, after).await
+    insert(
+        tx,
+        ctx.now,
+        Some(ctx.actor.user_id),
+        &ctx.ip,
+        action,
+        entity,
+        entity_id,
+        before,
+        after,
+    )
+    .await
 }
 
 #[expect(clippy::too_many_arguments, reason = "one column each")]
@@ -77,7 +88,12 @@ pub struct Entry {
 }
 
 /// Lists entries newest first, optionally for one entity.
-pub async fn list(db: &Db, entity: Option<&str>, entity_id: Option<i64>, page: Page) -> Result<(Vec<Entry>, Option<String>)> {
+pub async fn list(
+    db: &Db,
+    entity: Option<&str>,
+    entity_id: Option<i64>,
+    page: Page,
+) -> Result<(Vec<Entry>, Option<String>)> {
     let mut q = Q::new(
         "SELECT id, at, user_id, ip, action, entity, entity_id, before_json, after_json FROM audit_log WHERE 1 = 1",
     );

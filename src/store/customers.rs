@@ -113,7 +113,8 @@ fn check(f: &NewCustomer) -> Result<Fields> {
     let contact_email = if f.contact_email.trim().is_empty() {
         Some(String::new())
     } else {
-        p.check(Email::parse("contact_email", &f.contact_email)).map(|e| e.as_str().to_owned())
+        p.check(Email::parse("contact_email", &f.contact_email))
+            .map(|e| e.as_str().to_owned())
     };
     let contact_phone = p.check(values::phone("contact_phone", &f.contact_phone));
     p.finish()?;
@@ -147,7 +148,9 @@ fn require(ctx: &Ctx, action: Action) -> Result<()> {
     if access::can(&ctx.actor, Resource::Customers, action) {
         Ok(())
     } else {
-        Err(Error::Forbidden("your role may not change customers".into()))
+        Err(Error::Forbidden(
+            "your role may not change customers".into(),
+        ))
     }
 }
 
@@ -157,23 +160,36 @@ pub struct Filter {
     pub q: Option<String>,
 }
 
-pub async fn list(db: &Db, ctx: &Ctx, f: &Filter, page: Page) -> Result<(Vec<Customer>, Option<String>)> {
+pub async fn list(
+    db: &Db,
+    ctx: &Ctx,
+    f: &Filter,
+    page: Page,
+) -> Result<(Vec<Customer>, Option<String>)> {
     let mut q = select();
     q.scope(access::scope(&ctx.actor, Resource::Customers), SCOPE);
     if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND c.search LIKE ").bind(values::like_pattern(t)).push(" ESCAPE '\\'");
+        q.push(" AND c.search LIKE ")
+            .bind(values::like_pattern(t))
+            .push(" ESCAPE '\\'");
     }
     page.apply(&mut q, "c.id");
     let rows: Vec<Row> = q.fetch_all(db.pool()).await?;
     let (rows, next) = page.finish(rows, |r| r.id);
-    Ok((rows.into_iter().map(Row::view).collect::<Result<_>>()?, next))
+    Ok((
+        rows.into_iter().map(Row::view).collect::<Result<_>>()?,
+        next,
+    ))
 }
 
 pub async fn get(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<Customer> {
     let mut q = select();
     q.push(" AND c.id = ").bind(id.0);
     q.scope(access::scope(&ctx.actor, Resource::Customers), SCOPE);
-    q.fetch_optional::<Row, _>(db.pool()).await?.ok_or(Error::NotFound)?.view()
+    q.fetch_optional::<Row, _>(db.pool())
+        .await?
+        .ok_or(Error::NotFound)?
+        .view()
 }
 
 pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> {
@@ -203,14 +219,32 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> 
         .push(", ")
         .bind(ctx.actor.user_id.0)
         .push(") RETURNING id");
-    let id: i64 = q.scalar(&mut *tx).await.unique("inn", "a customer with this INN already exists")?;
+    let id: i64 = q
+        .scalar(&mut *tx)
+        .await
+        .unique("inn", "a customer with this INN already exists")?;
     let view = load(&mut tx, ctx, CustomerId(id), "").await?.view()?;
-    audit::record(&mut tx, ctx, "create", "customer", Some(id), None, Some(&audit::snapshot(&view))).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "create",
+        "customer",
+        Some(id),
+        None,
+        Some(&audit::snapshot(&view)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(view)
 }
 
-pub async fn update(db: &Db, ctx: &Ctx, id: CustomerId, expected: Expected, patch: CustomerPatch) -> Result<Customer> {
+pub async fn update(
+    db: &Db,
+    ctx: &Ctx,
+    id: CustomerId,
+    expected: Expected,
+    patch: CustomerPatch,
+) -> Result<Customer> {
     let mut tx = db.begin().await?;
     let row = load(&mut tx, ctx, id, db.backend().for_update()).await?;
     require(ctx, Action::Update)?;
@@ -243,9 +277,20 @@ pub async fn update(db: &Db, ctx: &Ctx, id: CustomerId, expected: Expected, patc
         .bind(db_ts(ctx.now))
         .push(", version = version + 1 WHERE id = ")
         .bind(id.0);
-    q.execute(&mut *tx).await.unique("inn", "a customer with this INN already exists")?;
+    q.execute(&mut *tx)
+        .await
+        .unique("inn", "a customer with this INN already exists")?;
     let after = load(&mut tx, ctx, id, "").await?.view()?;
-    audit::record(&mut tx, ctx, "update", "customer", Some(id.0), Some(&audit::snapshot(&before)), Some(&audit::snapshot(&after))).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "update",
+        "customer",
+        Some(id.0),
+        Some(&audit::snapshot(&before)),
+        Some(&audit::snapshot(&after)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -260,17 +305,31 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
         ("service_requests", "service requests"),
         ("users", "users"),
     ] {
-        let mut q = Q::new(&format!("SELECT COUNT(*) FROM {table} WHERE customer_id = "));
+        let mut q = Q::new(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE customer_id = "
+        ));
         q.bind(id.0);
         if q.scalar::<i64, _>(&mut *tx).await? > 0 {
-            return Err(Error::conflict("in_use", format!("the customer still has {what}; remove them first")));
+            return Err(Error::conflict(
+                "in_use",
+                format!("the customer still has {what}; remove them first"),
+            ));
         }
     }
     let before = row.view()?;
     let mut q = Q::new("DELETE FROM customers WHERE id = ");
     q.bind(id.0);
     q.execute(&mut *tx).await?;
-    audit::record(&mut tx, ctx, "delete", "customer", Some(id.0), Some(&audit::snapshot(&before)), None).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "delete",
+        "customer",
+        Some(id.0),
+        Some(&audit::snapshot(&before)),
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -279,7 +338,11 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
 pub async fn refresh_search_keys(tx: &mut Tx, only_empty: bool) -> Result<()> {
     let sql = format!(
         "SELECT {COLS} FROM customers c{}",
-        if only_empty { " WHERE c.search = ''" } else { "" }
+        if only_empty {
+            " WHERE c.search = ''"
+        } else {
+            ""
+        }
     );
     let rows: Vec<Row> = Q::new(&sql).fetch_all(&mut **tx).await?;
     for r in rows {

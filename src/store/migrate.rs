@@ -77,9 +77,10 @@ async fn ensure_bookkeeping(db: &Db) -> anyhow::Result<()> {
 /// Reads which migrations are applied and which are pending.
 pub async fn status(db: &Db) -> anyhow::Result<Status> {
     ensure_bookkeeping(db).await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
-        .fetch_all(db.pool())
-        .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(db.pool())
+            .await?;
     let current = applied.iter().copied().max().unwrap_or(0);
     let pending = MIGRATIONS
         .iter()
@@ -107,7 +108,10 @@ pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
     let st = status(db).await?;
     ensure_not_newer(&st)?;
     let mut report = Report::default();
-    for m in MIGRATIONS.iter().filter(|m| st.pending.contains(&m.version)) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| st.pending.contains(&m.version))
+    {
         let sql = match db.backend() {
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,
@@ -118,17 +122,29 @@ pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
             .await
             .with_context(|| format!("migration {} failed", m.name))?;
         let mut q = Q::new("INSERT INTO schema_migrations (version, name, applied_at) VALUES (");
-        q.bind(m.version).push(", ").bind(m.name.to_owned()).push(", ").bind(super::db_ts(now)).push(")");
+        q.bind(m.version)
+            .push(", ")
+            .bind(m.name.to_owned())
+            .push(", ")
+            .bind(super::db_ts(now))
+            .push(")");
         q.execute(&mut *tx).await?;
         tx.commit().await?;
         report.applied.push(m.name.to_owned());
     }
-    let done: Vec<String> = sqlx::query_scalar("SELECT name FROM data_patches").fetch_all(db.pool()).await?;
+    let done: Vec<String> = sqlx::query_scalar("SELECT name FROM data_patches")
+        .fetch_all(db.pool())
+        .await?;
     for p in PATCHES.iter().filter(|p| !done.iter().any(|d| d == p.name)) {
         let mut tx = db.begin().await?;
-        apply_patch(p.name, &mut tx).await.with_context(|| format!("data patch {} failed", p.name))?;
+        apply_patch(p.name, &mut tx)
+            .await
+            .with_context(|| format!("data patch {} failed", p.name))?;
         let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
-        q.bind(p.name.to_owned()).push(", ").bind(super::db_ts(now)).push(")");
+        q.bind(p.name.to_owned())
+            .push(", ")
+            .bind(super::db_ts(now))
+            .push(")");
         q.execute(&mut *tx).await?;
         tx.commit().await?;
         report.patched.push(p.name.to_owned());
@@ -160,20 +176,35 @@ mod tests {
         for m in MIGRATIONS {
             assert!(m.version > last, "versions must increase");
             last = m.version;
-            assert!(m.name.starts_with(&format!("{:04}_", m.version)), "{} is misnamed", m.name);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{} is misnamed",
+                m.name
+            );
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
         }
         let list = |dir: &str| {
-            let mut v: Vec<String> = std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut v: Vec<String> =
+                std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
             v.sort();
             v
         };
         let sqlite = list("sqlite");
-        assert_eq!(sqlite, list("postgres"), "the two backends' migration lists differ");
-        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.name)).collect();
-        assert_eq!(sqlite, embedded, "a migration file is not embedded in MIGRATIONS");
+        assert_eq!(
+            sqlite,
+            list("postgres"),
+            "the two backends' migration lists differ"
+        );
+        let embedded: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{}.sql", m.name))
+            .collect();
+        assert_eq!(
+            sqlite, embedded,
+            "a migration file is not embedded in MIGRATIONS"
+        );
     }
 }

@@ -86,9 +86,13 @@ impl DatabaseUrl {
                 bail!("sqlite URL needs a file path, e.g. sqlite://data/ferum.db");
             }
         } else {
-            url::Url::parse(raw).with_context(|| format!("invalid PostgreSQL URL {}", redact(raw)))?;
+            url::Url::parse(raw)
+                .with_context(|| format!("invalid PostgreSQL URL {}", redact(raw)))?;
         }
-        Ok(DatabaseUrl { url: raw.to_owned(), backend })
+        Ok(DatabaseUrl {
+            url: raw.to_owned(),
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -149,8 +153,9 @@ impl Db {
             Backend::Sqlite => {
                 let path = url.sqlite_path().unwrap_or_default();
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create database folder {}", dir.display()))?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("cannot create database folder {}", dir.display())
+                    })?;
                 }
                 format!("sqlite://{}?mode=rwc", path.display())
             }
@@ -220,7 +225,11 @@ pub struct Q {
 
 impl Q {
     pub fn new(sql: &str) -> Q {
-        Q { sql: sql.to_owned(), args: AnyArguments::default(), n: 0 }
+        Q {
+            sql: sql.to_owned(),
+            args: AnyArguments::default(),
+            n: 0,
+        }
     }
 
     pub fn push(&mut self, sql: &str) -> &mut Q {
@@ -245,7 +254,9 @@ impl Q {
         R: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
         E: Executor<'c, Database = Any>,
     {
-        Ok(sqlx::query_as_with(&self.sql, self.args).fetch_all(e).await?)
+        Ok(sqlx::query_as_with(&self.sql, self.args)
+            .fetch_all(e)
+            .await?)
     }
 
     pub async fn fetch_optional<'c, R, E>(self, e: E) -> Result<Option<R>>
@@ -253,7 +264,9 @@ impl Q {
         R: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
         E: Executor<'c, Database = Any>,
     {
-        Ok(sqlx::query_as_with(&self.sql, self.args).fetch_optional(e).await?)
+        Ok(sqlx::query_as_with(&self.sql, self.args)
+            .fetch_optional(e)
+            .await?)
     }
 
     pub async fn scalar<'c, T, E>(self, e: E) -> Result<T>
@@ -261,14 +274,19 @@ impl Q {
         T: for<'r> sqlx::Decode<'r, Any> + Type<Any> + Send + Unpin,
         E: Executor<'c, Database = Any>,
     {
-        Ok(sqlx::query_scalar_with(&self.sql, self.args).fetch_one(e).await?)
+        Ok(sqlx::query_scalar_with(&self.sql, self.args)
+            .fetch_one(e)
+            .await?)
     }
 
     pub async fn execute<'c, E>(self, e: E) -> Result<u64>
     where
         E: Executor<'c, Database = Any>,
     {
-        Ok(sqlx::query_with(&self.sql, self.args).execute(e).await?.rows_affected())
+        Ok(sqlx::query_with(&self.sql, self.args)
+            .execute(e)
+            .await?
+            .rows_affected())
     }
 
     /// Appends ` AND <the scope's condition>` for a resource whose scope columns are given.
@@ -359,14 +377,19 @@ impl Page {
         if let Some(after) = self.after {
             q.push(&format!(" AND {id_col} < ")).bind(after);
         }
-        q.push(&format!(" ORDER BY {id_col} DESC LIMIT ")).bind(self.limit + 1);
+        q.push(&format!(" ORDER BY {id_col} DESC LIMIT "))
+            .bind(self.limit + 1);
     }
 
     /// Splits off the extra row and returns the next cursor.
     pub fn finish<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
-        let next = if more { rows.last().map(|r| id(r).to_string()) } else { None };
+        let next = if more {
+            rows.last().map(|r| id(r).to_string())
+        } else {
+            None
+        };
         (rows, next)
     }
 }
@@ -381,9 +404,7 @@ impl FromStr for Backend {
 /// Next human number of a kind for a year, unique under concurrent creation: the counter row is
 /// updated inside the caller's transaction, which serialises competing writers.
 pub async fn next_number(tx: &mut Tx, kind: &str, year: i32) -> Result<i64> {
-    let mut q = Q::new(
-        "INSERT INTO number_sequences (kind, year, last) VALUES (",
-    );
+    let mut q = Q::new("INSERT INTO number_sequences (kind, year, last) VALUES (");
     q.bind(kind.to_owned())
         .push(", ")
         .bind(i64::from(year))
@@ -394,8 +415,14 @@ pub async fn next_number(tx: &mut Tx, kind: &str, year: i32) -> Result<i64> {
 /// Checks optimistic concurrency: the caller's expected version against the current one.
 pub fn check_version(expected: Expected, current: i64) -> Result<()> {
     match expected {
-        Expected::Body(v) if v != current => Err(Error::Stale { current, precondition: false }),
-        Expected::IfMatch(v) if v != current => Err(Error::Stale { current, precondition: true }),
+        Expected::Body(v) if v != current => Err(Error::Stale {
+            current,
+            precondition: false,
+        }),
+        Expected::IfMatch(v) if v != current => Err(Error::Stale {
+            current,
+            precondition: true,
+        }),
         _ => Ok(()),
     }
 }

@@ -8,8 +8,7 @@ use crate::error::{Error, Problems, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-const COLS: &str =
-    "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version";
+const COLS: &str = "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -141,7 +140,13 @@ pub fn check_new(input: &NewUser) -> Result<CheckedUser> {
 }
 
 /// Inserts a checked account with an already hashed password. `by` is `None` for bootstrap.
-pub async fn insert(tx: &mut Tx, u: &CheckedUser, password_hash: &str, by: Option<UserId>, now: DateTime<Utc>) -> Result<UserRow> {
+pub async fn insert(
+    tx: &mut Tx,
+    u: &CheckedUser,
+    password_hash: &str,
+    by: Option<UserId>,
+    now: DateTime<Utc>,
+) -> Result<UserRow> {
     if let Some(c) = u.customer_id {
         let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
         q.bind(c.0);
@@ -187,14 +192,25 @@ fn scope_check(ctx: &Ctx, action: Action) -> Result<Scope> {
     Ok(scope)
 }
 
-pub async fn list(db: &Db, ctx: &Ctx, q_text: Option<&str>, role: Option<Role>, page: Page) -> Result<(Vec<User>, Option<String>)> {
+pub async fn list(
+    db: &Db,
+    ctx: &Ctx,
+    q_text: Option<&str>,
+    role: Option<Role>,
+    page: Page,
+) -> Result<(Vec<User>, Option<String>)> {
     scope_check(ctx, Action::Read)?;
     let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE 1 = 1"));
     if let Some(t) = q_text.filter(|t| !t.trim().is_empty()) {
-        q.push(" AND (LOWER(email) LIKE ").bind(values::like_pattern(t)).push(" ESCAPE '\\' OR LOWER(name) LIKE ").bind(values::like_pattern(t)).push(" ESCAPE '\\')");
+        q.push(" AND (LOWER(email) LIKE ")
+            .bind(values::like_pattern(t))
+            .push(" ESCAPE '\\' OR LOWER(name) LIKE ")
+            .bind(values::like_pattern(t))
+            .push(" ESCAPE '\\')");
     }
     if let Some(r) = role {
-        q.push(" AND (',' || roles || ',') LIKE ").bind(format!("%,{},%", r.as_str()));
+        q.push(" AND (',' || roles || ',') LIKE ")
+            .bind(format!("%,{},%", r.as_str()));
     }
     page.apply(&mut q, "id");
     let rows: Vec<UserRow> = q.fetch_all(db.pool()).await?;
@@ -216,16 +232,37 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
     let mut tx = db.begin().await?;
     let row = insert(&mut tx, &checked, &hash, Some(ctx.actor.user_id), ctx.now).await?;
     let view = row.view()?;
-    audit::record(&mut tx, ctx, "create", "user", Some(row.id), None, Some(&audit::snapshot(&view))).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "create",
+        "user",
+        Some(row.id),
+        None,
+        Some(&audit::snapshot(&view)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(view)
 }
 
-pub async fn update(db: &Db, ctx: &Ctx, id: UserId, expected: super::Expected, patch: UserPatch) -> Result<User> {
+pub async fn update(
+    db: &Db,
+    ctx: &Ctx,
+    id: UserId,
+    expected: super::Expected,
+    patch: UserPatch,
+) -> Result<User> {
     scope_check(ctx, Action::Update)?;
     let mut p = Problems::new();
-    let name = patch.name.as_deref().and_then(|n| p.check(values::required_line("name", n, 200)));
-    let phone = patch.phone.as_deref().and_then(|n| p.check(values::phone("phone", n)));
+    let name = patch
+        .name
+        .as_deref()
+        .and_then(|n| p.check(values::required_line("name", n, 200)));
+    let phone = patch
+        .phone
+        .as_deref()
+        .and_then(|n| p.check(values::phone("phone", n)));
     if let Some(pw) = &patch.password {
         p.check(crate::auth::check_new_password(pw));
     }
@@ -244,7 +281,10 @@ pub async fn update(db: &Db, ctx: &Ctx, id: UserId, expected: super::Expected, p
     let customer = patch.customer_id.unwrap_or(before.customer_id);
     let roles = access::validate_roles(&roles, customer).map_err(|e| Error::Validation(vec![e]))?;
     if id == ctx.actor.user_id && (patch.enabled == Some(false) || !roles.contains(&Role::Admin)) {
-        return Err(Error::conflict("self_lockout", "you cannot disable yourself or drop your own admin role"));
+        return Err(Error::conflict(
+            "self_lockout",
+            "you cannot disable yourself or drop your own admin role",
+        ));
     }
     let mut q = Q::new("UPDATE users SET name = ");
     q.bind(name.unwrap_or(before.name.clone()))
@@ -265,7 +305,16 @@ pub async fn update(db: &Db, ctx: &Ctx, id: UserId, expected: super::Expected, p
         .push(&format!(" RETURNING {COLS}"));
     let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
     let after = row.view()?;
-    audit::record(&mut tx, ctx, "update", "user", Some(id.0), Some(&audit::snapshot(&before)), Some(&audit::snapshot(&after))).await?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "update",
+        "user",
+        Some(id.0),
+        Some(&audit::snapshot(&before)),
+        Some(&audit::snapshot(&after)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -286,20 +335,40 @@ pub async fn hash_blocking(password: String) -> Result<String> {
 pub async fn ensure_engineer(tx: &mut Tx, field: &str, id: UserId) -> Result<()> {
     let mut q = Q::new("SELECT roles FROM users WHERE enabled = 1 AND id = ");
     q.bind(id.0);
-    let roles: Option<String> = q.fetch_optional::<(String,), _>(&mut **tx).await?.map(|r| r.0);
+    let roles: Option<String> = q
+        .fetch_optional::<(String,), _>(&mut **tx)
+        .await?
+        .map(|r| r.0);
     match roles {
         Some(r) if access::roles_from_db(&r).contains(&Role::Engineer) => Ok(()),
-        _ => Err(Error::field(field, "not_an_engineer", "choose an active user with the engineer role")),
+        _ => Err(Error::field(
+            field,
+            "not_an_engineer",
+            "choose an active user with the engineer role",
+        )),
     }
 }
 
 /// Checks that a user exists, is enabled and holds one of `roles`.
-pub async fn ensure_role(tx: &mut Tx, field: &str, id: UserId, roles: &[Role], what: &str) -> Result<()> {
+pub async fn ensure_role(
+    tx: &mut Tx,
+    field: &str,
+    id: UserId,
+    roles: &[Role],
+    what: &str,
+) -> Result<()> {
     let mut q = Q::new("SELECT roles FROM users WHERE enabled = 1 AND id = ");
     q.bind(id.0);
-    let found: Option<String> = q.fetch_optional::<(String,), _>(&mut **tx).await?.map(|r| r.0);
+    let found: Option<String> = q
+        .fetch_optional::<(String,), _>(&mut **tx)
+        .await?
+        .map(|r| r.0);
     match found {
         Some(r) if access::roles_from_db(&r).iter().any(|x| roles.contains(x)) => Ok(()),
-        _ => Err(Error::field(field, "wrong_role", format!("choose an active {what}"))),
+        _ => Err(Error::field(
+            field,
+            "wrong_role",
+            format!("choose an active {what}"),
+        )),
     }
 }

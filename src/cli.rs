@@ -1,0 +1,250 @@
+//! The `ferum` command line: wiring of configuration, storage and the web server.
+
+use crate::auth::TokenKeys;
+use crate::clock::{Clock, system_now};
+use crate::config::Config;
+use crate::domain::access::Role;
+use crate::domain::ids::CustomerId;
+use crate::store::{Db, migrate, users};
+use crate::web::{AppState, router};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::io::Read;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferum",
+    version,
+    about = "Service management for fire-safety maintenance companies"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web API (creates and migrates the database on first start).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FERUM_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
+    /// Apply pending schema migrations and data patches.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// A role code (admin, director, accountant, department_head, project_manager,
+        /// office_manager, engineer, client); repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The customer of a client user.
+        #[arg(long)]
+        customer: Option<i64>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Serve { bind } => serve(&config, &bind).await,
+        Command::Migrate => {
+            let db = Db::connect(&config.database_url, 2).await?;
+            let report = migrate::run(&db, system_now()).await?;
+            print_migrations(&report);
+            db.close().await;
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    email,
+                    name,
+                    roles,
+                    customer,
+                },
+        } => {
+            let db = open(&config).await?;
+            let mut parsed = Vec::new();
+            for r in &roles {
+                parsed.push(Role::parse(r).with_context(|| format!("unknown role {r:?}"))?);
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let input = users::NewUser {
+                email,
+                name,
+                phone: String::new(),
+                roles: parsed,
+                customer_id: customer.map(CustomerId),
+                password,
+            };
+            let row = create_user(&db, input).await?;
+            println!(
+                "created user {} ({}) with id {}",
+                row.email, row.roles, row.id
+            );
+            db.close().await;
+            Ok(())
+        }
+    }
+}
+
+fn print_migrations(report: &migrate::Report) {
+    if report.is_noop() {
+        println!(
+            "database is up to date (schema version {}); nothing to do",
+            migrate::latest_version()
+        );
+        return;
+    }
+    for m in &report.applied {
+        println!("applied migration {m}");
+    }
+    for p in &report.patched {
+        println!("applied data patch {p}");
+    }
+}
+
+/// Opens the database, refusing one whose schema is newer than this binary, and migrates it.
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+    let status = migrate::status(&db).await?;
+    migrate::ensure_not_newer(&status)?;
+    let report = migrate::run(&db, system_now()).await?;
+    if !report.is_noop() {
+        print_migrations(&report);
+    }
+    Ok(db)
+}
+
+async fn create_user(db: &Db, input: users::NewUser) -> anyhow::Result<users::UserRow> {
+    let checked = users::check_new(&input).map_err(|e| anyhow::anyhow!(describe(e)))?;
+    let hash = users::hash_blocking(input.password)
+        .await
+        .map_err(|e| anyhow::anyhow!(describe(e)))?;
+    let mut tx = db.begin().await.map_err(|e| anyhow::anyhow!(describe(e)))?;
+    let row = users::insert(&mut tx, &checked, &hash, None, system_now())
+        .await
+        .map_err(|e| anyhow::anyhow!(describe(e)))?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+fn describe(e: crate::error::Error) -> String {
+    match e {
+        crate::error::Error::Validation(fields) => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// Creates the first administrator when there are no users at all.
+async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
+    if users::count(db).await? > 0 {
+        return Ok(());
+    }
+    let email = config
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@ferum.local".into());
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (crate::auth::generate_password(), true),
+    };
+    let input = users::NewUser {
+        email,
+        name: "Administrator".into(),
+        phone: String::new(),
+        roles: vec![Role::Admin],
+        customer_id: None,
+        password: password.clone(),
+    };
+    let row = create_user(db, input)
+        .await
+        .context("creating the first administrator")?;
+    if generated {
+        println!(
+            "Created the first administrator {} with the generated password:\n\n    {}\n\n\
+             It is shown only this once: sign in and change it.",
+            row.email, password
+        );
+    } else {
+        println!(
+            "Created the first administrator {} from FERUM_ADMIN_EMAIL / FERUM_ADMIN_PASSWORD.",
+            row.email
+        );
+    }
+    Ok(())
+}
+
+async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    bootstrap_admin(&db, config).await?;
+    let keys = TokenKeys::new(&config.token_secret()?, config.token_ttl);
+    let state = AppState {
+        db: db.clone(),
+        keys,
+        clock: Clock::System,
+        sla: config.sla,
+    };
+    let app = router(state, config.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    if addr.port() == 0 {
+        bail!("could not bind {bind}");
+    }
+    println!(
+        "Ferum is listening on http://{addr} (database: {})",
+        config.database_url
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,118 @@
+//! Configuration from the environment, read once at start-up and passed down.
+
+use crate::domain::request::SlaPolicy;
+use crate::store::DatabaseUrl;
+use anyhow::{Context, bail};
+use chrono::Duration;
+use std::path::PathBuf;
+
+/// Every setting the service reads. See `.env.example` (and the README) for the variables.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub db_max_connections: u32,
+    pub token_ttl: Duration,
+    pub sla: SlaPolicy,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .with_context(|| format!("{name} must be a whole number, got {v:?}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        let data_dir = PathBuf::from(var("FERUM_DATA_DIR").unwrap_or_else(|| "data".into()));
+        let default_url = format!("sqlite://{}", data_dir.join("ferum.db").display());
+        let database_url = DatabaseUrl::parse(&var("DATABASE_URL").unwrap_or(default_url))?;
+        let minutes = |name: &str, default: i64| -> anyhow::Result<Duration> {
+            let m: i64 = number(name, default)?;
+            if m <= 0 {
+                bail!("{name} must be positive");
+            }
+            Ok(Duration::minutes(m))
+        };
+        let sla = SlaPolicy {
+            maintenance_assign: minutes("FERUM_SLA_MAINTENANCE_ASSIGN_MINUTES", 180)?,
+            maintenance_close: minutes("FERUM_SLA_MAINTENANCE_CLOSE_MINUTES", 72 * 60)?,
+            emergency_assign: minutes("FERUM_SLA_EMERGENCY_ASSIGN_MINUTES", 15)?,
+            emergency_close: minutes("FERUM_SLA_EMERGENCY_CLOSE_MINUTES", 120)?,
+        };
+        let default_conns = match database_url.backend() {
+            crate::store::Backend::Sqlite => 8,
+            crate::store::Backend::Postgres => 16,
+        };
+        Ok(Config {
+            database_url,
+            data_dir,
+            max_body_bytes: number("FERUM_MAX_BODY_BYTES", 1024 * 1024)?,
+            db_max_connections: number("FERUM_DB_MAX_CONNECTIONS", default_conns)?,
+            token_ttl: minutes("FERUM_TOKEN_TTL_MINUTES", 60)?,
+            sla,
+            admin_email: var("FERUM_ADMIN_EMAIL"),
+            admin_password: var("FERUM_ADMIN_PASSWORD"),
+        })
+    }
+
+    /// The token-signing secret: `FERUM_TOKEN_SECRET` if set, else a key kept in the data
+    /// folder, generated (readable by its owner only) on first start.
+    pub fn token_secret(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(s) = var("FERUM_TOKEN_SECRET") {
+            if s.len() < 32 {
+                bail!("FERUM_TOKEN_SECRET must be at least 32 characters");
+            }
+            return Ok(s.into_bytes());
+        }
+        let path = self.data_dir.join("token.key");
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 64 => return Ok(s.trim().as_bytes().to_vec()),
+            Ok(_) => bail!(
+                "{} is damaged; delete it to generate a new key (everyone signs in again)",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, &hex)?;
+        tracing::info!(path = %path.display(), "generated a token-signing key");
+        Ok(hex.into_bytes())
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}

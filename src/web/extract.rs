@@ -1,0 +1,238 @@
+//! Extractors that turn every malformed input into a problem answer naming the field.
+
+use super::AppState;
+use crate::domain::access::Actor;
+use crate::error::{Error, FieldError};
+use crate::store::{Ctx, Expected, Page};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+/// A JSON body parsed strictly: wrong types, unknown or missing fields and bad enum values are
+/// 422 with the field's path; broken JSON is 400; a body over the limit is 413.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let m = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(Error::BadRequest {
+                code: "unsupported_media_type",
+                message: "send the body as application/json".into(),
+                fields: vec![],
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge
+                } else {
+                    Error::BadRequest {
+                        code: "unreadable_body",
+                        message: e.body_text(),
+                        fields: vec![],
+                    }
+                }
+            })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses JSON, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Syntax | Category::Eof | Category::Io => Err(Error::BadRequest {
+                    code: "malformed_json",
+                    message: format!("the body is not valid JSON: {inner}"),
+                    fields: vec![],
+                }),
+                Category::Data => Err(Error::Validation(vec![data_error(
+                    &path,
+                    &inner.to_string(),
+                )])),
+            }
+        }
+    }
+}
+
+fn data_error(path: &str, msg: &str) -> FieldError {
+    let msg = msg.split(" at line ").next().unwrap_or(msg).to_owned();
+    let quoted = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let join = |name: String| {
+        if path == "." || path.is_empty() {
+            name
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    if let Some(name) = quoted("missing field `") {
+        return FieldError::new(join(name), "required", "this field is required");
+    }
+    if let Some(name) = quoted("unknown field `") {
+        return FieldError::new(join(name), "unknown_field", msg);
+    }
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
+    let code = if msg.starts_with("unknown variant") {
+        "unknown_value"
+    } else {
+        "invalid_value"
+    };
+    FieldError::new(field, code, msg)
+}
+
+/// Query parameters parsed strictly, naming the offending parameter.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
+        serde_path_to_error::deserialize::<_, T>(de)
+            .map(Query)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                Error::Validation(vec![FieldError::new(
+                    if field == "." { String::new() } else { field },
+                    "invalid_parameter",
+                    e.into_inner().to_string(),
+                )])
+            })
+    }
+}
+
+fn form_urlencoded_parse(q: &str) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(q.as_bytes())
+}
+
+/// Turns `limit` and `cursor` parameters into a page, refusing nonsense.
+pub fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<Page, Error> {
+    let limit = limit.unwrap_or(Page::DEFAULT);
+    if !(1..=Page::MAX).contains(&limit) {
+        return Err(Error::field(
+            "limit",
+            "out_of_range",
+            format!("limit must be between 1 and {}", Page::MAX),
+        ));
+    }
+    let after = match cursor.filter(|c| !c.is_empty()) {
+        Some(c) => Some(c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            Error::field(
+                "cursor",
+                "invalid_cursor",
+                "use the next_cursor of a previous page",
+            )
+        })?),
+        None => None,
+    };
+    Ok(Page { limit, after })
+}
+
+/// The signed-in user, checked on every request against the database (a disabled user's
+/// token stops working at once).
+pub struct Auth(pub Ctx);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(Error::Unauthorized(
+                "sign in and send the access token as a Bearer token",
+            ))?;
+        let now = state.clock.now();
+        let user_id = state
+            .keys
+            .verify(token.trim(), now)
+            .ok_or(Error::Unauthorized(
+                "the access token is invalid or expired",
+            ))?;
+        let row = crate::store::users::find(&state.db, user_id)
+            .await?
+            .filter(|u| u.enabled != 0)
+            .ok_or(Error::Unauthorized(
+                "the access token is invalid or expired",
+            ))?;
+        let actor: Actor = row.actor();
+        Ok(Auth(Ctx {
+            actor,
+            now,
+            ip: client_ip(parts),
+        }))
+    }
+}
+
+pub fn client_ip(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The `If-Match` header as a version number, if present.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let s = v.to_str().unwrap_or("").trim();
+        let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+        s.parse::<i64>()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| Error::BadRequest {
+                code: "invalid_if_match",
+                message: "If-Match must be the ETag of the record, e.g. \"3\"".into(),
+                fields: vec![],
+            })
+    }
+}
+
+impl IfMatch {
+    pub fn expected(&self, body: Option<i64>) -> Result<Expected, Error> {
+        crate::store::expected(self.0, body)
+    }
+}
