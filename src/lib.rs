@@ -6,5 +6,6 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod seed;
 pub mod store;
 pub mod web;

@@ -929,22 +929,33 @@ pub async fn history_of(db: &Db, ctx: &Ctx, id: RequestId) -> Result<Vec<History
         "SELECT id, request_id, user_id, from_status, to_status, comment, created_at FROM request_history WHERE request_id = ",
     );
     q.bind(id.0).push(" ORDER BY id");
-    let rows: Vec<(i64, i64, i64, Option<String>, String, String, String)> =
-        q.fetch_all(&mut *tx).await?;
+    let rows: Vec<HistoryRow> = q.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     rows.into_iter()
-        .map(|(id, request_id, user_id, from, to, comment, at)| {
+        .map(|h| {
             Ok(HistoryEntry {
-                id,
-                request_id: RequestId(request_id),
-                user_id: UserId(user_id),
-                from_status: from.as_deref().and_then(Status::parse),
-                to_status: Status::parse(&to).ok_or_else(|| anyhow::anyhow!("bad status"))?,
-                comment,
-                created_at: ts(&at)?,
+                id: h.id,
+                request_id: RequestId(h.request_id),
+                user_id: UserId(h.user_id),
+                from_status: h.from_status.as_deref().and_then(Status::parse),
+                to_status: Status::parse(&h.to_status)
+                    .ok_or_else(|| anyhow::anyhow!("bad status"))?,
+                comment: h.comment,
+                created_at: ts(&h.created_at)?,
             })
         })
         .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    id: i64,
+    request_id: i64,
+    user_id: i64,
+    from_status: Option<String>,
+    to_status: String,
+    comment: String,
+    created_at: String,
 }
 
 pub async fn refresh_search_keys(tx: &mut Tx, only_empty: bool) -> Result<()> {

@@ -1,12 +1,12 @@
 //! The JSON API handlers: authenticate, parse, call one store function, answer.
 
 use super::AppState;
-use super::extract::{Auth, IfMatch, Json, Query, page};
+use super::extract::{Auth, IdPath, IfMatch, Json, Query, page};
 use super::problem::Problem;
 use crate::domain::ids::{CustomerId, ObjectId, ProjectId, ReportId, RequestId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{self, audit, customers, objects, projects, reports, requests, users};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -243,7 +243,7 @@ async fn create_user(
 async fn get_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let u = users::get(&s.db, &ctx, UserId(id)).await?;
     Ok(with_etag(u.version, u))
@@ -255,7 +255,7 @@ async fn get_user(
 async fn update_user(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<users::UserPatch>,
 ) -> Result<Response> {
@@ -306,7 +306,7 @@ async fn create_customer(
 async fn get_customer(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let c = customers::get(&s.db, &ctx, CustomerId(id)).await?;
     Ok(with_etag(c.version, c))
@@ -318,7 +318,7 @@ async fn get_customer(
 async fn update_customer(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<customers::CustomerPatch>,
 ) -> Result<Response> {
@@ -333,7 +333,7 @@ async fn update_customer(
 async fn delete_customer(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode> {
     customers::delete(&s.db, &ctx, CustomerId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -387,7 +387,7 @@ async fn create_object(
 async fn get_object(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let o = objects::get(&s.db, &ctx, ObjectId(id)).await?;
     Ok(with_etag(o.version, o))
@@ -399,7 +399,7 @@ async fn get_object(
 async fn update_object(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<objects::ObjectPatch>,
 ) -> Result<Response> {
@@ -414,7 +414,7 @@ async fn update_object(
 async fn delete_object(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode> {
     objects::delete(&s.db, &ctx, ObjectId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -468,7 +468,7 @@ async fn create_project(
 async fn get_project(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let p = projects::get(&s.db, &ctx, ProjectId(id)).await?;
     Ok(with_etag(p.version, p))
@@ -480,7 +480,7 @@ async fn get_project(
 async fn update_project(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<projects::ProjectPatch>,
 ) -> Result<Response> {
@@ -495,7 +495,7 @@ async fn update_project(
 async fn delete_project(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode> {
     projects::delete(&s.db, &ctx, ProjectId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -513,7 +513,7 @@ pub struct RemoveObjectQuery {
 async fn project_objects(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<Vec<projects::ProjectObject>>> {
     Ok(axum::Json(
         projects::objects(&s.db, &ctx, ProjectId(id)).await?,
@@ -526,7 +526,7 @@ async fn project_objects(
 async fn add_project_object(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     Json(link): Json<projects::ProjectObject>,
 ) -> Result<Response> {
     let p = projects::add(&s.db, &ctx, ProjectId(id), link).await?;
@@ -539,7 +539,7 @@ async fn add_project_object(
 async fn remove_project_object(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     Query(q): Query<RemoveObjectQuery>,
 ) -> Result<Response> {
     let p = projects::remove(&s.db, &ctx, ProjectId(id), ObjectId(q.object_id)).await?;
@@ -603,7 +603,7 @@ async fn create_request(
 async fn get_request(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let r = requests::get(&s.db, &ctx, RequestId(id)).await?;
     Ok(with_etag(r.version, r))
@@ -615,7 +615,7 @@ async fn get_request(
 async fn update_request(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<requests::RequestPatch>,
 ) -> Result<Response> {
@@ -630,7 +630,7 @@ async fn update_request(
 async fn delete_request(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode> {
     requests::delete(&s.db, &ctx, RequestId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -642,7 +642,7 @@ async fn delete_request(
 async fn set_request_status(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     Json(c): Json<requests::StatusChange>,
 ) -> Result<Response> {
     let r = requests::set_status(&s.db, &ctx, RequestId(id), c).await?;
@@ -655,7 +655,7 @@ async fn set_request_status(
 async fn list_comments(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<Vec<requests::Comment>>> {
     Ok(axum::Json(
         requests::comments(&s.db, &ctx, RequestId(id)).await?,
@@ -668,7 +668,7 @@ async fn list_comments(
 async fn add_comment(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     Json(c): Json<requests::NewComment>,
 ) -> Result<Response> {
     let c = requests::add_comment(&s.db, &ctx, RequestId(id), c).await?;
@@ -681,7 +681,7 @@ async fn add_comment(
 async fn request_history(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<axum::Json<Vec<requests::HistoryEntry>>> {
     Ok(axum::Json(
         requests::history_of(&s.db, &ctx, RequestId(id)).await?,
@@ -738,7 +738,7 @@ async fn create_report(
 async fn get_report(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let r = reports::get(&s.db, &ctx, ReportId(id)).await?;
     Ok(with_etag(r.version, r))
@@ -750,7 +750,7 @@ async fn get_report(
 async fn update_report(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
     im: IfMatch,
     Json(p): Json<reports::ReportPatch>,
 ) -> Result<Response> {
@@ -765,7 +765,7 @@ async fn update_report(
 async fn delete_report(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode> {
     reports::delete(&s.db, &ctx, ReportId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -777,7 +777,7 @@ async fn delete_report(
 async fn submit_report(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let r = reports::submit(&s.db, &ctx, ReportId(id)).await?;
     Ok(with_etag(r.version, r))
@@ -789,7 +789,7 @@ async fn submit_report(
 async fn approve_report(
     State(s): State<AppState>,
     Auth(ctx): Auth,
-    Path(id): Path<i64>,
+    IdPath(id): IdPath,
 ) -> Result<Response> {
     let r = reports::approve(&s.db, &ctx, ReportId(id)).await?;
     Ok(with_etag(r.version, r))

@@ -63,13 +63,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             let path = e.path().to_string();
             let inner = e.into_inner();
             use serde_json::error::Category;
+            // serde_json reports some type mismatches (a number where an enum goes) as syntax
+            // errors; a body that parses as JSON has a data problem, not a syntax one.
+            let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
             match inner.classify() {
-                Category::Syntax | Category::Eof | Category::Io => Err(Error::BadRequest {
-                    code: "malformed_json",
-                    message: format!("the body is not valid JSON: {inner}"),
-                    fields: vec![],
-                }),
-                Category::Data => Err(Error::Validation(vec![data_error(
+                Category::Syntax | Category::Eof | Category::Io if !is_json => {
+                    Err(Error::BadRequest {
+                        code: "malformed_json",
+                        message: format!("the body is not valid JSON: {inner}"),
+                        fields: vec![],
+                    })
+                }
+                _ => Err(Error::Validation(vec![data_error(
                     &path,
                     &inner.to_string(),
                 )])),
@@ -96,7 +101,13 @@ fn data_error(path: &str, msg: &str) -> FieldError {
         return FieldError::new(join(name), "required", "this field is required");
     }
     if let Some(name) = quoted("unknown field `") {
-        return FieldError::new(join(name), "unknown_field", msg);
+        // The path already ends at the unknown key.
+        let field = if path.ends_with(&name) {
+            path.to_owned()
+        } else {
+            join(name)
+        };
+        return FieldError::new(field, "unknown_field", msg);
     }
     let field = if path == "." {
         String::new()
@@ -234,5 +245,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 impl IfMatch {
     pub fn expected(&self, body: Option<i64>) -> Result<Expected, Error> {
         crate::store::expected(self.0, body)
+    }
+}
+
+/// A numeric record id from the path. Anything else cannot name a record: 404.
+pub struct IdPath(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| Error::NotFound)?;
+        raw.parse::<i64>().map(IdPath).map_err(|_| Error::NotFound)
     }
 }

@@ -1,1 +1,13 @@
+//! The integration suite: store and HTTP tests on SQLite, and on PostgreSQL when
+//! `FERUM_TEST_POSTGRES_URL` is set. One binary, on purpose.
 
+mod support;
+
+mod access;
+mod auth;
+mod bad_input;
+mod catalog;
+mod concurrency;
+mod migrations;
+mod reports;
+mod requests;
