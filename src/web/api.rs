@@ -1,13 +1,13 @@
 //! The JSON API handlers: authenticate, parse, call one store function, answer.
 
 use super::AppState;
-use super::extract::{Auth, IdPath, IfMatch, Json, Query, page};
+use super::extract::{Auth, ClientIp, IdPath, IfMatch, Json, Query, page};
 use super::problem::Problem;
 use crate::domain::ids::{CustomerId, ObjectId, ProjectId, ReportId, RequestId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{self, audit, customers, objects, projects, reports, requests, users};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -133,10 +133,9 @@ pub struct TokenResponse {
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn login(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Json(input): Json<LoginRequest>,
 ) -> Result<Response> {
-    let _ = headers;
     let now = s.clock.now();
     let user = store::users::find_by_email(&s.db, &input.email).await?;
     let password = input.password.clone();
@@ -157,7 +156,7 @@ async fn login(
                 &mut tx,
                 now,
                 Some(UserId(u.id)),
-                "",
+                &ip,
                 "login",
                 "user",
                 Some(u.id),
@@ -180,7 +179,7 @@ async fn login(
                 &mut tx,
                 now,
                 None,
-                "",
+                &ip,
                 "login_failed",
                 "user",
                 other.map(|u| u.id),

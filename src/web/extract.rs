@@ -262,3 +262,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         raw.parse::<i64>().map(IdPath).map_err(|_| Error::NotFound)
     }
 }
+
+/// The caller's IP address, for the audit log ("" when unknown, as in in-process tests).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}

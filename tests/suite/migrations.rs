@@ -242,3 +242,28 @@ fn serve_bootstraps_the_first_admin_once() {
     );
     assert!(second.contains("listening on"), "{second}");
 }
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout() {
+    let app = TestApp::sqlite().await;
+    let mut conn = app.db.pool().acquire().await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!((mode.as_str(), fk), ("wal", 1));
+    assert!(busy >= 5000, "busy timeout {busy}");
+    // Foreign keys are enforced: a request of a customer that does not exist is refused.
+    let r = sqlx::query("INSERT INTO service_objects (customer_id, name, kind, created_at, updated_at) VALUES (424242, 'x', 'other', '', '')")
+        .execute(&mut *conn)
+        .await;
+    assert!(r.is_err());
+}
