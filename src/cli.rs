@@ -32,6 +32,14 @@ pub enum Command {
     },
     /// Apply pending schema migrations and data patches.
     Migrate,
+    /// Fill an empty, migrated database with benchmark data (see BENCHMARKS.md).
+    #[command(hide = true)]
+    BenchSeed {
+        #[arg(long, default_value_t = 1000)]
+        customers: usize,
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -65,6 +73,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::connect(&config.database_url, 2).await?;
             let report = migrate::run(&db, system_now()).await?;
             print_migrations(&report);
+            db.close().await;
+            Ok(())
+        }
+        Command::BenchSeed {
+            customers,
+            requests,
+        } => {
+            let db = Db::connect(&config.database_url, 2).await?;
+            let summary = crate::seed::seed(&db, customers, requests, system_now()).await?;
+            println!("{summary}");
             db.close().await;
             Ok(())
         }

@@ -136,10 +136,16 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// A connection pool plus the backend it talks to.
+/// Connection pools plus the backend they talk to.
+///
+/// On SQLite, writers get a pool of their own with one connection: SQLite allows one writer
+/// at a time anyway, and queueing for that connection in the pool is fair and cheap, where
+/// several connections racing for the file lock would sleep in the busy handler. Readers use
+/// the main pool and, in WAL mode, never wait for the writer. On PostgreSQL both are one pool.
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -161,34 +167,52 @@ impl Db {
             }
             Backend::Postgres => url.as_str().to_owned(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA foreign_keys = ON",
-                            "PRAGMA busy_timeout = 10000",
-                            "PRAGMA synchronous = NORMAL",
-                        ] {
-                            conn.execute(pragma).await?;
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 10000",
+                                "PRAGMA synchronous = NORMAL",
+                            ] {
+                                conn.execute(pragma).await?;
+                            }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&connect_url)
+        };
+        let open = |max: u32| {
+            let opts = options(max);
+            let url = connect_url.clone();
+            async move { opts.connect(&url).await }
+        };
+        let pool = open(max_connections.max(1))
             .await
             .with_context(|| format!("cannot open database {url}"))?;
-        Ok(Db { pool, backend })
+        let writer = match backend {
+            Backend::Sqlite => open(1)
+                .await
+                .with_context(|| format!("cannot open database {url}"))?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Db {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The pool for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -196,13 +220,14 @@ impl Db {
     /// Starts a transaction that may write.
     pub async fn begin(&self) -> Result<Tx> {
         let tx = match self.backend.begin_statement() {
-            Some(stmt) => self.pool.begin_with(stmt).await?,
-            None => self.pool.begin().await?,
+            Some(stmt) => self.writer.begin_with(stmt).await?,
+            None => self.writer.begin().await?,
         };
         Ok(tx)
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
