@@ -17,6 +17,10 @@ pub struct Config {
     pub sla: SlaPolicy,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+    /// Origins allowed to call the API from browsers (`FERUM_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Vec<String>,
+    /// The address users reach the service at (`FERUM_PUBLIC_URL`); `https://` turns on HSTS.
+    pub public_url: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -65,7 +69,27 @@ impl Config {
             sla,
             admin_email: var("FERUM_ADMIN_EMAIL"),
             admin_password: var("FERUM_ADMIN_PASSWORD"),
+            cors_origins: var("FERUM_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            public_url: var("FERUM_PUBLIC_URL"),
         })
+    }
+
+    pub fn web(&self) -> crate::web::WebConfig {
+        crate::web::WebConfig {
+            max_body_bytes: self.max_body_bytes,
+            cors_origins: self.cors_origins.clone(),
+            https: self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+        }
     }
 
     /// The token-signing secret: `FERUM_TOKEN_SECRET` if set, else a key kept in the data

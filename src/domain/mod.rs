@@ -4,6 +4,7 @@
 //! ids are parameters, so every rule is tested directly.
 
 pub mod access;
+pub mod audit;
 pub mod ids;
 pub mod project;
 pub mod report;

@@ -2,6 +2,7 @@
 //! There is deliberately no function here that updates or deletes an entry.
 
 use super::{Ctx, Db, Page, Q, Tx, db_ts};
+use crate::domain::audit::{Break, EntryContent, check, entry_hash};
 use crate::domain::ids::UserId;
 use crate::error::Result;
 use chrono::{DateTime, Utc};
@@ -44,10 +45,32 @@ pub async fn insert(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> Result<()> {
+    let at = db_ts(at);
+    let before = before.map(Value::to_string);
+    let after = after.map(Value::to_string);
+    let content = EntryContent {
+        at: &at,
+        user_id: user.map(|u| u.0),
+        ip,
+        action,
+        entity,
+        entity_id,
+        before_json: before.as_deref(),
+        after_json: after.as_deref(),
+    };
+    // The head row is locked until the transaction ends, so entries chain one after another
+    // even when transactions run concurrently.
+    let lock = super::tx_backend(tx).for_update();
+    let prev: String = Q::new(&format!(
+        "SELECT last_hash FROM audit_head WHERE id = 1{lock}"
+    ))
+    .scalar(&mut **tx)
+    .await?;
+    let hash = entry_hash(&prev, &content);
     let mut q = Q::new(
-        "INSERT INTO audit_log (at, user_id, ip, action, entity, entity_id, before_json, after_json) VALUES (",
+        "INSERT INTO audit_log (at, user_id, ip, action, entity, entity_id, before_json, after_json, prev_hash, hash) VALUES (",
     );
-    q.bind(db_ts(at))
+    q.bind(at.clone())
         .push(", ")
         .bind(user.map(|u| u.0))
         .push(", ")
@@ -59,10 +82,133 @@ pub async fn insert(
         .push(", ")
         .bind(entity_id)
         .push(", ")
-        .bind(before.map(Value::to_string))
+        .bind(before.clone())
         .push(", ")
-        .bind(after.map(Value::to_string))
-        .push(")");
+        .bind(after.clone())
+        .push(", ")
+        .bind(prev)
+        .push(", ")
+        .bind(hash.clone())
+        .push(") RETURNING id");
+    let id: i64 = q.scalar(&mut **tx).await?;
+    let mut q = Q::new("UPDATE audit_head SET last_id = ");
+    q.bind(id)
+        .push(", last_hash = ")
+        .bind(hash)
+        .push(" WHERE id = 1");
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ChainRow {
+    id: i64,
+    at: String,
+    user_id: Option<i64>,
+    ip: String,
+    action: String,
+    entity: String,
+    entity_id: Option<i64>,
+    before_json: Option<String>,
+    after_json: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Walks the whole chain in id order. `Ok(n)` is the number of intact entries; `Err` names
+/// the first broken one.
+pub async fn verify(db: &Db) -> Result<std::result::Result<i64, Break>> {
+    let mut prev = String::new();
+    let mut last_id = 0_i64;
+    let mut count = 0_i64;
+    loop {
+        let mut q = Q::new(
+            "SELECT id, at, user_id, ip, action, entity, entity_id, before_json, after_json, prev_hash, hash \
+             FROM audit_log WHERE id > ",
+        );
+        q.bind(last_id).push(" ORDER BY id LIMIT 1000");
+        let rows: Vec<ChainRow> = q.fetch_all(db.pool()).await?;
+        if rows.is_empty() {
+            break;
+        }
+        let walked = check(
+            &prev,
+            rows.iter().map(|r| {
+                (
+                    r.id,
+                    r.prev_hash.as_str(),
+                    r.hash.as_str(),
+                    EntryContent {
+                        at: &r.at,
+                        user_id: r.user_id,
+                        ip: &r.ip,
+                        action: &r.action,
+                        entity: &r.entity,
+                        entity_id: r.entity_id,
+                        before_json: r.before_json.as_deref(),
+                        after_json: r.after_json.as_deref(),
+                    },
+                )
+            }),
+        );
+        match walked {
+            Ok(h) => prev = h,
+            Err(b) => return Ok(Err(b)),
+        }
+        count += rows.len() as i64;
+        last_id = rows.last().map_or(last_id, |r| r.id);
+    }
+    let head: String = Q::new("SELECT last_hash FROM audit_head WHERE id = 1")
+        .scalar(db.pool())
+        .await?;
+    if head != prev {
+        return Ok(Err(Break::Tail { last_id }));
+    }
+    Ok(Ok(count))
+}
+
+/// Data patch: chains entries written before the chain existed (those with no hash yet).
+pub async fn chain_unhashed(tx: &mut Tx) -> Result<()> {
+    let rows: Vec<ChainRow> = Q::new(
+        "SELECT id, at, user_id, ip, action, entity, entity_id, before_json, after_json, prev_hash, hash \
+         FROM audit_log WHERE hash = '' ORDER BY id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut prev: String = Q::new("SELECT last_hash FROM audit_head WHERE id = 1")
+        .scalar(&mut **tx)
+        .await?;
+    for r in &rows {
+        let hash = entry_hash(
+            &prev,
+            &EntryContent {
+                at: &r.at,
+                user_id: r.user_id,
+                ip: &r.ip,
+                action: &r.action,
+                entity: &r.entity,
+                entity_id: r.entity_id,
+                before_json: r.before_json.as_deref(),
+                after_json: r.after_json.as_deref(),
+            },
+        );
+        let mut q = Q::new("UPDATE audit_log SET prev_hash = ");
+        q.bind(prev.clone())
+            .push(", hash = ")
+            .bind(hash.clone())
+            .push(" WHERE id = ")
+            .bind(r.id);
+        q.execute(&mut **tx).await?;
+        prev = hash;
+    }
+    let mut q = Q::new("UPDATE audit_head SET last_id = ");
+    q.bind(rows.last().map_or(0, |r| r.id))
+        .push(", last_hash = ")
+        .bind(prev)
+        .push(" WHERE id = 1");
     q.execute(&mut **tx).await?;
     Ok(())
 }

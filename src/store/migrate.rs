@@ -25,7 +25,10 @@ macro_rules! migration {
 }
 
 /// Every migration, in order. Released ones are never edited.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_core")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_core"),
+    migration!(2, "0002_audit_chain"),
+];
 
 /// The schema version this binary expects.
 pub fn latest_version() -> i64 {
@@ -39,10 +42,16 @@ pub struct Patch {
 }
 
 /// Every data patch, in order.
-pub const PATCHES: &[Patch] = &[Patch {
-    name: "0001_fill_search_keys",
-    description: "fill empty search keys of customers, objects, projects and requests",
-}];
+pub const PATCHES: &[Patch] = &[
+    Patch {
+        name: "0001_fill_search_keys",
+        description: "fill empty search keys of customers, objects, projects and requests",
+    },
+    Patch {
+        name: "0002_chain_audit_entries",
+        description: "chain audit entries written before the audit chain existed",
+    },
+];
 
 /// What a run of the migrator did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -160,6 +169,10 @@ pub async fn apply_patch(name: &str, tx: &mut super::Tx) -> anyhow::Result<()> {
             super::objects::refresh_search_keys(tx, true).await?;
             super::projects::refresh_search_keys(tx, true).await?;
             super::requests::refresh_search_keys(tx, true).await?;
+            Ok(())
+        }
+        "0002_chain_audit_entries" => {
+            super::audit::chain_unhashed(tx).await?;
             Ok(())
         }
         other => bail!("unknown data patch {other}"),

@@ -232,6 +232,15 @@ impl Db {
     }
 }
 
+/// The backend a transaction runs on.
+pub fn tx_backend(tx: &Tx) -> Backend {
+    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
 /// Who does what, when and from where: passed to every store function that reads or writes
 /// on a user's behalf.
 #[derive(Debug, Clone)]

@@ -24,8 +24,20 @@ pub struct AppState {
     pub sla: SlaPolicy,
 }
 
+/// HTTP settings from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Origins allowed to call the API from a browser (CORS); empty allows none.
+    pub cors_origins: Vec<String>,
+    /// Served to browsers over HTTPS (through a TLS proxy): send HSTS.
+    pub https: bool,
+}
+
 /// The whole application: API, OpenAPI document, problem answers for unknown routes.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, web: &WebConfig) -> Router {
+    let max_body_bytes = web.max_body_bytes;
     let (api, openapi) = api::routes().split_for_parts();
     let doc = serde_json::to_string(&openapi).expect("the OpenAPI document serialises");
     Router::new()
@@ -52,8 +64,74 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(cors(&web.cors_origins))
+        .layer(axum::middleware::from_fn_with_state(
+            web.https,
+            security_headers,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// CORS for the configured origins only; with none configured, browsers on other origins get
+/// no CORS headers and cannot read answers.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([
+            header::ETAG,
+            axum::http::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Headers that keep browsers from misusing answers: no sniffing, no framing, no referrer,
+/// a restrictive CSP, no caching of API data, and HSTS when served over HTTPS.
+async fn security_headers(
+    axum::extract::State(https): axum::extract::State<bool>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    set(h, "cache-control", "no-store");
+    if https {
+        set(
+            h,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    res
 }
 
 /// Gives every request an id (or keeps a sane one from `X-Request-Id`), echoes it on the

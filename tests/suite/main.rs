@@ -11,3 +11,4 @@ mod concurrency;
 mod migrations;
 mod reports;
 mod requests;
+mod security;

@@ -11,7 +11,7 @@ use ferum::domain::access::Role;
 use ferum::domain::ids::{CustomerId, UserId};
 use ferum::domain::request::SlaPolicy;
 use ferum::store::{DatabaseUrl, Db, migrate, users};
-use ferum::web::{AppState, router};
+use ferum::web::{AppState, WebConfig, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -162,8 +162,13 @@ impl TestApp {
             clock: clock.clone(),
             sla: SlaPolicy::default(),
         };
+        let web = WebConfig {
+            max_body_bytes: MAX_BODY,
+            cors_origins: vec!["https://desk.example.ru".into()],
+            https: true,
+        };
         TestApp {
-            router: router(state, MAX_BODY),
+            router: router(state, &web),
             db,
             clock,
             keys,
@@ -376,6 +381,15 @@ impl TestApp {
             .await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.body);
         s.body
+    }
+
+    /// A customer, object and request made by `admin`; returns the request id.
+    pub async fn request_on_new_world(&self, admin: &TestUser) -> i64 {
+        let c = self.customer(admin, "Г", next_inn()).await;
+        let o = self.object(admin, c, "О").await;
+        self.request(admin, o, "maintenance").await["id"]
+            .as_i64()
+            .unwrap()
     }
 
     /// A draft report with one line on a request.
