@@ -12,3 +12,4 @@ mod migrations;
 mod reports;
 mod requests;
 mod security;
+mod throttle;

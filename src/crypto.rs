@@ -1,0 +1,1 @@
+//! Encryption of personal data at rest (filled in by the crypto work).

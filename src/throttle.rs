@@ -1,0 +1,1 @@
+//! Rate limits (filled in by the throttling work).
