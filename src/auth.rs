@@ -45,21 +45,58 @@ pub fn dummy_hash() -> &'static str {
     })
 }
 
-/// Minimum rules for a new password.
-pub fn check_new_password(password: &str) -> Result<(), crate::error::FieldError> {
+/// The shipped list of common passwords (those of 12 characters or more; shorter ones fail
+/// the length rule anyway), lower-cased.
+fn common_passwords() -> &'static std::collections::HashSet<&'static str> {
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("../assets/common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Rules for a new password: 12 to 256 characters, not the account's e-mail (or its local
+/// part), not a common password, not one character repeated.
+pub fn check_new_password(password: &str, email: &str) -> Result<(), crate::error::FieldError> {
+    use crate::error::FieldError;
     let n = password.chars().count();
-    if n < 12 {
-        return Err(crate::error::FieldError::new(
+    if n < MIN_PASSWORD_CHARS {
+        return Err(FieldError::new(
             "password",
             "too_short",
             "use at least 12 characters",
         ));
     }
-    if n > 256 {
-        return Err(crate::error::FieldError::new(
+    if n > MAX_PASSWORD_CHARS {
+        return Err(FieldError::new(
             "password",
             "too_long",
             "use at most 256 characters",
+        ));
+    }
+    let lower = password.trim().to_lowercase();
+    let email = email.trim().to_lowercase();
+    let local = email.split('@').next().unwrap_or_default();
+    if lower == email || (!local.is_empty() && lower == local) {
+        return Err(FieldError::new(
+            "password",
+            "same_as_email",
+            "the password must not be your e-mail",
+        ));
+    }
+    let first = lower.chars().next();
+    if common_passwords().contains(lower.as_str()) || lower.chars().all(|c| Some(c) == first) {
+        return Err(FieldError::new(
+            "password",
+            "too_common",
+            "this password is too common; choose another",
         ));
     }
     Ok(())
@@ -77,6 +114,7 @@ pub fn generate_password() -> String {
 
 const ISSUER: &str = "ferum";
 const AUDIENCE: &str = "ferum-api";
+const MFA_AUDIENCE: &str = "ferum-mfa";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -85,9 +123,31 @@ struct Claims {
     aud: String,
     iat: i64,
     exp: i64,
+    /// The session family (access tokens) or the purpose (second-factor tokens).
+    sid: String,
 }
 
-/// Issues and checks access tokens with one server-side key and a fixed algorithm.
+/// What a second-factor token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaPurpose {
+    /// Password was right; a TOTP or recovery code completes sign-in.
+    Verify,
+    /// Password was right but the role needs a second factor not yet set up: only
+    /// `2fa/setup` and `2fa/confirm` are allowed.
+    Enroll,
+}
+
+impl MfaPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            MfaPurpose::Verify => "verify",
+            MfaPurpose::Enroll => "enroll",
+        }
+    }
+}
+
+/// Issues and checks tokens with one server-side key and a fixed algorithm (HS256); tokens
+/// with any other algorithm, including `none`, are refused.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -104,13 +164,21 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<String> {
+    fn sign(
+        &self,
+        user: UserId,
+        aud: &str,
+        sid: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: user.0.to_string(),
             iss: ISSUER.into(),
-            aud: AUDIENCE.into(),
+            aud: aud.into(),
             iat: now.timestamp(),
-            exp: (now + self.ttl).timestamp(),
+            exp: (now + ttl).timestamp(),
+            sid: sid.into(),
         };
         jsonwebtoken::encode(
             &Header::new(jsonwebtoken::Algorithm::HS256),
@@ -120,11 +188,10 @@ impl TokenKeys {
         .context("signing a token")
     }
 
-    /// The user a valid token names; `None` for anything expired, forged or malformed.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<UserId> {
+    fn check(&self, token: &str, aud: &str, now: DateTime<Utc>) -> Option<(UserId, String)> {
         let mut v = Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_issuer(&[ISSUER]);
-        v.set_audience(&[AUDIENCE]);
+        v.set_audience(&[aud]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         // Expiry is checked against our clock below, so tests can move time.
         v.validate_exp = false;
@@ -133,8 +200,64 @@ impl TokenKeys {
         if data.claims.exp <= now.timestamp() {
             return None;
         }
-        data.claims.sub.parse().ok().map(UserId)
+        Some((UserId(data.claims.sub.parse().ok()?), data.claims.sid))
     }
+
+    /// An access token for a session family.
+    pub fn issue(&self, user: UserId, family: &str, now: DateTime<Utc>) -> anyhow::Result<String> {
+        self.sign(user, AUDIENCE, family, now, self.ttl)
+    }
+
+    /// The user and session family of a valid access token; `None` for anything expired,
+    /// forged, malformed or meant for another audience.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<(UserId, String)> {
+        self.check(token, AUDIENCE, now)
+    }
+
+    /// A five-minute token for the second-factor step.
+    pub fn issue_mfa(
+        &self,
+        user: UserId,
+        purpose: MfaPurpose,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
+        self.sign(
+            user,
+            MFA_AUDIENCE,
+            purpose.as_str(),
+            now,
+            chrono::Duration::minutes(5),
+        )
+    }
+
+    pub fn verify_mfa(&self, token: &str, now: DateTime<Utc>) -> Option<(UserId, MfaPurpose)> {
+        let (user, purpose) = self.check(token, MFA_AUDIENCE, now)?;
+        let purpose = match purpose.as_str() {
+            "verify" => MfaPurpose::Verify,
+            "enroll" => MfaPurpose::Enroll,
+            _ => return None,
+        };
+        Some((user, purpose))
+    }
+}
+
+/// A random opaque token (refresh tokens, recovery codes' entropy): 32 bytes, base64url.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// SHA-256 hex of a high-entropy secret (refresh tokens, recovery codes): stored instead of
+/// the secret itself.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,14 +276,33 @@ mod tests {
     }
 
     #[test]
+    fn password_rules() {
+        let code = |p: &str| {
+            check_new_password(p, "ivan.petrov@example.ru")
+                .err()
+                .map(|e| e.code)
+        };
+        assert_eq!(code("short"), Some("too_short"));
+        assert_eq!(code(&"x".repeat(257)), Some("too_long"));
+        assert_eq!(code(&"ab".repeat(64)), None, "128 characters are fine");
+        assert_eq!(code("Ivan.Petrov@Example.ru"), Some("same_as_email"));
+        assert_eq!(code("ivan.petrov@example.ru"), Some("same_as_email"));
+        assert_eq!(code("QWERTY123456"), Some("too_common"));
+        assert_eq!(code("пароль123456"), Some("too_common"));
+        assert_eq!(code("zzzzzzzzzzzzzzzz"), Some("too_common"));
+        assert_eq!(code("correct horse battery staple"), None);
+        assert!(common_passwords().len() > 100);
+    }
+
+    #[test]
     fn tokens_expire_and_resist_forgery() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let keys = TokenKeys::new(
             b"0123456789abcdef0123456789abcdef",
             chrono::Duration::minutes(15),
         );
-        let t = keys.issue(UserId(5), now).unwrap();
-        assert_eq!(keys.verify(&t, now), Some(UserId(5)));
+        let t = keys.issue(UserId(5), "fam", now).unwrap();
+        assert_eq!(keys.verify(&t, now), Some((UserId(5), "fam".to_owned())));
         assert_eq!(keys.verify(&t, now + chrono::Duration::minutes(16)), None);
         let other = TokenKeys::new(
             b"another key another key another!",

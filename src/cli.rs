@@ -251,6 +251,7 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
         keys,
         clock: Clock::System,
         sla: config.sla,
+        security: config.security.clone(),
     };
     let app = router(state, &config.web());
     let listener = tokio::net::TcpListener::bind(bind)

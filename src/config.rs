@@ -19,6 +19,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Origins allowed to call the API from browsers (`FERUM_CORS_ORIGINS`, comma-separated).
     pub cors_origins: Vec<String>,
+    /// Sign-in policy: roles that need a second factor, refresh-token lifetime.
+    pub security: crate::web::Security,
     /// The address users reach the service at (`FERUM_PUBLIC_URL`); `https://` turns on HSTS.
     pub public_url: Option<String>,
 }
@@ -65,7 +67,7 @@ impl Config {
             data_dir,
             max_body_bytes: number("FERUM_MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: number("FERUM_DB_MAX_CONNECTIONS", default_conns)?,
-            token_ttl: minutes("FERUM_TOKEN_TTL_MINUTES", 60)?,
+            token_ttl: minutes("FERUM_TOKEN_TTL_MINUTES", 15)?,
             sla,
             admin_email: var("FERUM_ADMIN_EMAIL"),
             admin_password: var("FERUM_ADMIN_PASSWORD"),
@@ -78,6 +80,20 @@ impl Config {
                 })
                 .unwrap_or_default(),
             public_url: var("FERUM_PUBLIC_URL"),
+            security: crate::web::Security {
+                mfa_roles: match var("FERUM_MFA_ROLES") {
+                    None => crate::web::Security::default().mfa_roles,
+                    Some(v) if v.trim() == "none" => Vec::new(),
+                    Some(v) => v
+                        .split(',')
+                        .map(|r| {
+                            crate::domain::access::Role::parse(r.trim())
+                                .with_context(|| format!("FERUM_MFA_ROLES: unknown role {r:?}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                },
+                refresh_ttl: Duration::days(number("FERUM_REFRESH_TTL_DAYS", 30)?),
+            },
         })
     }
 

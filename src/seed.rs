@@ -976,7 +976,7 @@ mod tests {
             assert!(crate::domain::values::Email::parse("e", &client_email(n)).is_ok());
         }
         assert!(crate::domain::values::Email::parse("e", ADMIN_EMAIL).is_ok());
-        assert!(crate::auth::check_new_password(BENCH_PASSWORD).is_ok());
+        assert!(crate::auth::check_new_password(BENCH_PASSWORD, ADMIN_EMAIL).is_ok());
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod project;
 pub mod report;
 pub mod request;
 pub mod time;
+pub mod totp;
 pub mod values;

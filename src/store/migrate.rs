@@ -28,6 +28,7 @@ macro_rules! migration {
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_core"),
     migration!(2, "0002_audit_chain"),
+    migration!(3, "0003_sessions"),
 ];
 
 /// The schema version this binary expects.

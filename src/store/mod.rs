@@ -6,11 +6,13 @@
 
 pub mod audit;
 pub mod customers;
+pub mod mfa;
 pub mod migrate;
 pub mod objects;
 pub mod projects;
 pub mod reports;
 pub mod requests;
+pub mod sessions;
 pub mod users;
 
 use crate::domain::access::{Actor, Scope};
@@ -248,6 +250,8 @@ pub struct Ctx {
     pub actor: Actor,
     pub now: DateTime<Utc>,
     pub ip: String,
+    /// The session family of the access token in use.
+    pub session: String,
 }
 
 /// A query assembled at run time with `$n` placeholders, which both backends accept.

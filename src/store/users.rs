@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 const COLS: &str = "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version";
 
+/// The same columns with the `u.` alias.
+pub const COLS_U: &str = "u.id, u.email, u.name, u.phone, u.roles, u.customer_id, u.enabled, u.password_hash, \
+    u.created_at, u.updated_at, u.version";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
     pub id: i64,
@@ -128,7 +132,10 @@ pub fn check_new(input: &NewUser) -> Result<CheckedUser> {
     let name = p.check(values::required_line("name", &input.name, 200));
     let phone = p.check(values::phone("phone", &input.phone));
     let roles = p.check(access::validate_roles(&input.roles, input.customer_id));
-    p.check(crate::auth::check_new_password(&input.password));
+    p.check(crate::auth::check_new_password(
+        &input.password,
+        &input.email,
+    ));
     p.finish()?;
     Ok(CheckedUser {
         email: email.expect("checked"),
@@ -264,9 +271,10 @@ pub async fn update(
         .as_deref()
         .and_then(|n| p.check(values::phone("phone", n)));
     if let Some(pw) = &patch.password {
-        p.check(crate::auth::check_new_password(pw));
+        p.check(crate::auth::check_new_password(pw, ""));
     }
     p.finish()?;
+    let new_password = patch.password.clone();
     let hash = match patch.password {
         Some(pw) => Some(hash_blocking(pw).await?),
         None => None,
@@ -276,6 +284,9 @@ pub async fn update(
     q.bind(id.0).push(tx_lock(db));
     let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
     super::check_version(expected, row.version)?;
+    if let Some(pw) = &new_password {
+        crate::auth::check_new_password(pw, &row.email).map_err(|e| Error::Validation(vec![e]))?;
+    }
     let before = row.view()?;
     let roles = patch.roles.clone().unwrap_or_else(|| before.roles.clone());
     let customer = patch.customer_id.unwrap_or(before.customer_id);
@@ -305,6 +316,36 @@ pub async fn update(
         .push(&format!(" RETURNING {COLS}"));
     let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
     let after = row.view()?;
+    // Disabling, a new password or new roles end every session at once.
+    if !after.enabled
+        || new_password.is_some()
+        || after.roles != before.roles
+        || after.customer_id != before.customer_id
+    {
+        super::sessions::revoke_user(&mut tx, id, ctx.now).await?;
+        audit::record(
+            &mut tx,
+            ctx,
+            "sessions_revoked",
+            "user",
+            Some(id.0),
+            None,
+            None,
+        )
+        .await?;
+    }
+    if after.roles != before.roles || after.enabled != before.enabled {
+        audit::record(
+            &mut tx,
+            ctx,
+            "permission_change",
+            "user",
+            Some(id.0),
+            Some(&serde_json::json!({"roles": before.roles, "enabled": before.enabled})),
+            Some(&serde_json::json!({"roles": after.roles, "enabled": after.enabled})),
+        )
+        .await?;
+    }
     audit::record(
         &mut tx,
         ctx,

@@ -1,11 +1,11 @@
 //! The JSON API handlers: authenticate, parse, call one store function, answer.
 
 use super::AppState;
-use super::extract::{Auth, ClientIp, IdPath, IfMatch, Json, Query, page};
+use super::extract::{Auth, IdPath, IfMatch, Json, Query, page};
 use super::problem::Problem;
 use crate::domain::ids::{CustomerId, ObjectId, ProjectId, ReportId, RequestId, UserId};
 use crate::error::{Error, Result};
-use crate::store::{self, audit, customers, objects, projects, reports, requests, users};
+use crate::store::{audit, customers, objects, projects, reports, requests, users};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +43,13 @@ impl Modify for BearerAuth {
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(login))
+        .routes(routes!(super::auth_api::login))
+        .routes(routes!(super::auth_api::two_factor))
+        .routes(routes!(super::auth_api::setup))
+        .routes(routes!(super::auth_api::confirm))
+        .routes(routes!(super::auth_api::disable))
+        .routes(routes!(super::auth_api::refresh))
+        .routes(routes!(super::auth_api::logout))
         .routes(routes!(me))
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user))
@@ -111,87 +117,6 @@ fn created<T: Serialize>(version: i64, body: T) -> Response {
 }
 
 // ---------------------------------------------------------------- auth
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the token expires.
-    pub expires_in: i64,
-}
-
-/// Signs in with e-mail and password.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()), request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
-async fn login(
-    State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
-    Json(input): Json<LoginRequest>,
-) -> Result<Response> {
-    let now = s.clock.now();
-    let user = store::users::find_by_email(&s.db, &input.email).await?;
-    let password = input.password.clone();
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => crate::auth::verify_password(&password, &h),
-        None => {
-            crate::auth::verify_password(&password, crate::auth::dummy_hash());
-            false
-        }
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))?;
-    let mut tx = s.db.begin().await?;
-    match user {
-        Some(u) if ok && u.enabled != 0 => {
-            audit::insert(
-                &mut tx,
-                now,
-                Some(UserId(u.id)),
-                &ip,
-                "login",
-                "user",
-                Some(u.id),
-                None,
-                None,
-            )
-            .await?;
-            tx.commit().await?;
-            let token = s.keys.issue(UserId(u.id), now)?;
-            Ok(axum::Json(TokenResponse {
-                access_token: token,
-                token_type: "Bearer".into(),
-                expires_in: s.keys.ttl.num_seconds(),
-            })
-            .into_response())
-        }
-        other => {
-            let detail = serde_json::json!({ "email": input.email.trim().to_lowercase() });
-            audit::insert(
-                &mut tx,
-                now,
-                None,
-                &ip,
-                "login_failed",
-                "user",
-                other.map(|u| u.id),
-                None,
-                Some(&detail),
-            )
-            .await?;
-            tx.commit().await?;
-            Err(Error::Unauthorized("wrong e-mail or password"))
-        }
-    }
-}
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", responses((status = 200, body = users::User), (status = 401, body = Problem)))]

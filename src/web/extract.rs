@@ -179,27 +179,13 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or(Error::Unauthorized(
-                "sign in and send the access token as a Bearer token",
-            ))?;
+        let token = bearer(parts)?;
         let now = state.clock.now();
-        let user_id = state
-            .keys
-            .verify(token.trim(), now)
-            .ok_or(Error::Unauthorized(
-                "the access token is invalid or expired",
-            ))?;
-        let row = crate::store::users::find(&state.db, user_id)
+        let (user_id, family) = state.keys.verify(token, now).ok_or(Error::Unauthorized(
+            "the access token is invalid or expired",
+        ))?;
+        let row = crate::store::sessions::active_user(&state.db, user_id, &family, now)
             .await?
-            .filter(|u| u.enabled != 0)
             .ok_or(Error::Unauthorized(
                 "the access token is invalid or expired",
             ))?;
@@ -208,8 +194,25 @@ impl FromRequestParts<AppState> for Auth {
             actor,
             now,
             ip: client_ip(parts),
+            session: family,
         }))
     }
+}
+
+/// The Bearer token of a request.
+pub fn bearer(parts: &Parts) -> Result<&str, Error> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(Error::Unauthorized(
+            "sign in and send the access token as a Bearer token",
+        ))
 }
 
 pub fn client_ip(parts: &Parts) -> String {

@@ -1,6 +1,7 @@
 //! HTTP: the JSON API under `/api/v1`, thin over the store.
 
 pub mod api;
+pub mod auth_api;
 pub mod extract;
 pub mod problem;
 
@@ -22,6 +23,26 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub clock: Clock,
     pub sla: SlaPolicy,
+    pub security: Security,
+}
+
+/// Sign-in policy.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// Roles that must use a second factor.
+    pub mfa_roles: Vec<crate::domain::access::Role>,
+    /// How long a refresh token lives.
+    pub refresh_ttl: chrono::Duration,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        use crate::domain::access::Role;
+        Security {
+            mfa_roles: vec![Role::Admin, Role::Director, Role::Accountant],
+            refresh_ttl: chrono::Duration::days(30),
+        }
+    }
 }
 
 /// HTTP settings from the configuration.

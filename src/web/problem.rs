@@ -34,7 +34,7 @@ pub struct Problem {
     pub request_id: String,
 }
 
-fn problem(
+pub fn problem(
     status: StatusCode,
     code: &str,
     detail: String,

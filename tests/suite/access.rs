@@ -107,10 +107,7 @@ both! {
         for role in Role::ALL {
             let customer = (role == Role::Client).then_some(w.customer);
             let u = app.user(&[role], customer).await;
-            let login = app.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": u.email, "password": PASSWORD}))).await;
-            login.assert(StatusCode::OK);
-            assert_eq!(login.body["token_type"], "Bearer");
-            let token = login.body["access_token"].as_str().unwrap().to_owned();
+            let token = app.sign_in(&u.email).await;
             let me = app.call(Method::GET, "/api/v1/me", Some(&token), None).await;
             assert_eq!(me.body["roles"], json!([role.as_str()]));
             let requests = app.call(Method::GET, "/api/v1/requests", Some(&token), None).await;

@@ -24,7 +24,7 @@ both! {
             .fetch_all(app.db.pool())
             .await
             .unwrap();
-        assert_eq!(actions, [("login".to_owned(), Some(u.id)), ("login_failed".to_owned(), None), ("login_failed".to_owned(), None)]);
+        assert_eq!(actions, [("login".to_owned(), Some(u.id)), ("login_failed".to_owned(), Some(u.id)), ("login_failed".to_owned(), None)]);
         let secrets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE after_json LIKE '%not the password%'")
             .fetch_one(app.db.pool())
             .await
@@ -38,7 +38,7 @@ both! {
         r.problem(StatusCode::UNAUTHORIZED, "unauthorized");
         assert_eq!(r.headers["www-authenticate"], "Bearer");
         app.call(Method::GET, "/api/v1/requests", Some("garbage"), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
-        let forged = ferum::auth::TokenKeys::new(b"some other key some other key!!!", chrono::Duration::hours(24)).issue(ferum::domain::ids::UserId(u.id), app.clock.now()).unwrap();
+        let forged = ferum::auth::TokenKeys::new(b"some other key some other key!!!", chrono::Duration::hours(24)).issue(ferum::domain::ids::UserId(u.id), "whatever", app.clock.now()).unwrap();
         app.call(Method::GET, "/api/v1/me", Some(&forged), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
         app.get("/api/v1/me", &u).await.assert(StatusCode::OK);
         // A disabled user's token stops working at once.

@@ -102,3 +102,149 @@ both! {
         assert_eq!(r.body["request_id"], r.headers["x-request-id"].to_str().unwrap());
     }
 }
+
+mod sessions_and_mfa {
+    use crate::support::*;
+    use axum::http::{Method, StatusCode};
+    use ferum::domain::access::Role;
+    use serde_json::{Value, json};
+
+    async fn login(app: &TestApp, email: &str) -> Value {
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        r.assert(StatusCode::OK);
+        r.body
+    }
+
+    both! {
+        async fn refresh_tokens_rotate_and_reuse_revokes_the_family(app) {
+            let u = app.user(&[Role::Engineer], None).await;
+            let first = login(&app, &u.email).await;
+            let (access1, refresh1) = (first["access_token"].as_str().unwrap().to_owned(), first["refresh_token"].as_str().unwrap().to_owned());
+            let r = app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+            r.assert(StatusCode::OK);
+            let (access2, refresh2) = (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned());
+            assert_ne!(refresh1, refresh2);
+            app.call(Method::GET, "/api/v1/me", Some(&access2), None).await.assert(StatusCode::OK);
+            // The rotated token comes back: refused, and the whole family ends.
+            let again = app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh1}))).await;
+            again.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh2}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            for t in [&access1, &access2] {
+                app.call(Method::GET, "/api/v1/me", Some(t), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            }
+            let reuse: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'token_reuse'").fetch_one(app.db.pool()).await.unwrap();
+            assert_eq!(reuse, 1);
+            // Refresh tokens are stored hashed, never as issued.
+            let stored: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sessions WHERE refresh_hash = '{refresh2}'")).fetch_one(app.db.pool()).await.unwrap();
+            assert_eq!(stored, 0);
+            // Unknown and expired refresh tokens.
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": "nonsense"}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            let other = login(&app, &u.email).await;
+            app.clock.advance(chrono::Duration::days(31));
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": other["refresh_token"]}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+
+        async fn logout_and_account_changes_end_sessions(app) {
+            let admin = app.user(&[Role::Admin], None).await;
+            let u = app.user(&[Role::Engineer], None).await;
+            let s1 = login(&app, &u.email).await;
+            let s2 = login(&app, &u.email).await;
+            let t1 = s1["access_token"].as_str().unwrap().to_owned();
+            let t2 = s2["access_token"].as_str().unwrap().to_owned();
+            app.call(Method::POST, "/api/v1/auth/logout", Some(&t1), None).await.assert(StatusCode::NO_CONTENT);
+            app.call(Method::GET, "/api/v1/me", Some(&t1), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": s1["refresh_token"]}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            // The other session lives on until the password changes.
+            app.call(Method::GET, "/api/v1/me", Some(&t2), None).await.assert(StatusCode::OK);
+            app.patch(&format!("/api/v1/users/{}", u.id), &admin, json!({"version": 1, "password": "another long passphrase"})).await.assert(StatusCode::OK);
+            app.call(Method::GET, "/api/v1/me", Some(&t2), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            // New roles end sessions too, and are audited as a permission change.
+            let t3 = app.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": u.email, "password": "another long passphrase"}))).await.body["access_token"].as_str().unwrap().to_owned();
+            app.call(Method::GET, "/api/v1/me", Some(&t3), None).await.assert(StatusCode::OK);
+            app.patch(&format!("/api/v1/users/{}", u.id), &admin, json!({"version": 2, "roles": ["engineer", "project_manager"]})).await.assert(StatusCode::OK);
+            app.call(Method::GET, "/api/v1/me", Some(&t3), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'permission_change'").fetch_one(app.db.pool()).await.unwrap();
+            assert_eq!(changes, 1);
+            // Weak passwords are refused.
+            for (pw, code) in [("qwerty123456", "too_common"), (u.email.as_str(), "same_as_email"), ("short", "too_short")] {
+                let r = app.patch(&format!("/api/v1/users/{}", u.id), &admin, json!({"version": 3, "password": pw})).await;
+                r.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+                assert_eq!(r.body["errors"][0]["code"], code);
+            }
+        }
+
+        async fn second_factor_enrolment_codes_replay_and_lockout(app) {
+            let admin = app.user(&[Role::Admin], None).await;
+            let first = login(&app, &admin.email).await;
+            assert_eq!(first["mfa_enrollment_required"], true);
+            assert!(first.get("access_token").is_none());
+            let mfa = first["mfa_token"].as_str().unwrap().to_owned();
+            // The enrolment token opens nothing else.
+            app.call(Method::GET, "/api/v1/me", Some(&mfa), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            app.call(Method::GET, "/api/v1/requests", Some(&mfa), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            let setup = app.call(Method::POST, "/api/v1/auth/2fa/setup", Some(&mfa), None).await;
+            setup.assert(StatusCode::OK);
+            let secret = setup.body["secret"].as_str().unwrap().to_owned();
+            assert!(setup.body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+            assert!(setup.body["qr_svg"].as_str().unwrap().contains("<svg"));
+            app.call(Method::POST, "/api/v1/auth/2fa/confirm", Some(&mfa), Some(json!({"code": "000000"}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            let code = app.totp(&secret);
+            let done = app.call(Method::POST, "/api/v1/auth/2fa/confirm", Some(&mfa), Some(json!({"code": code}))).await;
+            done.assert(StatusCode::OK);
+            let recovery: Vec<String> = done.body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+            assert_eq!(recovery.len(), 10);
+            let token = done.body["tokens"]["access_token"].as_str().unwrap().to_owned();
+            app.call(Method::GET, "/api/v1/me", Some(&token), None).await.assert(StatusCode::OK);
+            // The secret and the codes are not stored as given.
+            let plain: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM recovery_codes WHERE code_hash = '{}'", recovery[0])).fetch_one(app.db.pool()).await.unwrap();
+            assert_eq!(plain, 0);
+
+            // Next sign-in: a code is needed, accepted once.
+            app.clock.advance(chrono::Duration::seconds(30));
+            let second = login(&app, &admin.email).await;
+            assert_eq!(second["mfa_required"], true);
+            let mfa = second["mfa_token"].as_str().unwrap().to_owned();
+            let code = app.totp(&secret);
+            app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": code}))).await.assert(StatusCode::OK);
+            let replay = app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": code}))).await;
+            replay.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            // Two more wrong codes make three: locked until the window ends.
+            for _ in 0..2 {
+                app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": "123456"}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            }
+            let locked = app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": recovery[0]}))).await;
+            locked.problem(StatusCode::TOO_MANY_REQUESTS, "mfa_locked");
+            assert!(locked.headers["retry-after"].to_str().unwrap().parse::<i64>().unwrap() > 0);
+            // After the window, a recovery code works once.
+            app.clock.advance(chrono::Duration::seconds(31));
+            let third = login(&app, &admin.email).await;
+            let mfa = third["mfa_token"].as_str().unwrap().to_owned();
+            app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": recovery[0].to_lowercase()}))).await.assert(StatusCode::OK);
+            app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": recovery[0]}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            // An expired second-factor token is refused.
+            app.clock.advance(chrono::Duration::minutes(6));
+            let code = app.totp(&secret);
+            app.call(Method::POST, "/api/v1/auth/2fa", None, Some(json!({"mfa_token": mfa, "code": code}))).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            // Turning it off needs the password and a code.
+            let r = app.call(Method::POST, "/api/v1/auth/2fa/disable", Some(&token), Some(json!({"password": "wrong password!!", "code": code}))).await;
+            r.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            let r = app.call(Method::POST, "/api/v1/auth/2fa/disable", Some(&token), Some(json!({"password": PASSWORD, "code": code}))).await;
+            r.assert(StatusCode::NO_CONTENT);
+            let events: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE action LIKE 'mfa%' ORDER BY id").fetch_all(app.db.pool()).await.unwrap();
+            assert_eq!(
+                events,
+                ["mfa_enabled", "mfa_failed", "mfa_failed", "mfa_locked", "mfa_recovery_code_used", "mfa_failed", "mfa_disable_failed", "mfa_disabled"]
+            );
+            // No secret reached the audit log.
+            let leaked: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE COALESCE(after_json, '') LIKE '%{secret}%' OR COALESCE(before_json, '') LIKE '%{}%'", recovery[1])).fetch_one(app.db.pool()).await.unwrap();
+            assert_eq!(leaked, 0);
+        }
+    }
+}

@@ -161,6 +161,7 @@ impl TestApp {
             keys: keys.clone(),
             clock: clock.clone(),
             sla: SlaPolicy::default(),
+            security: ferum::web::Security::default(),
         };
         let web = WebConfig {
             max_body_bytes: MAX_BODY,
@@ -197,8 +198,20 @@ impl TestApp {
         let row = users::insert(&mut tx, &checked, password_hash(), None, self.clock.now())
             .await
             .unwrap();
+        let session = ferum::store::sessions::start(
+            &mut tx,
+            UserId(row.id),
+            "",
+            self.clock.now(),
+            chrono::Duration::days(30),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
-        let token = self.keys.issue(UserId(row.id), self.clock.now()).unwrap();
+        let token = self
+            .keys
+            .issue(UserId(row.id), &session.family, self.clock.now())
+            .unwrap();
         TestUser {
             id: row.id,
             email,
@@ -381,6 +394,57 @@ impl TestApp {
             .await;
         assert_eq!(s.status, StatusCode::OK, "{}", s.body);
         s.body
+    }
+
+    /// Signs in through the API as a user would, going through the second factor (enrolling
+    /// on first use) when the role needs one; returns the access token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        let login = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        login.assert(StatusCode::OK);
+        if login.body["token_type"] == "Bearer" {
+            assert!(
+                login.body["refresh_token"]
+                    .as_str()
+                    .is_some_and(|t| t.len() >= 32)
+            );
+            return login.body["access_token"].as_str().unwrap().to_owned();
+        }
+        let mfa = login.body["mfa_token"].as_str().unwrap().to_owned();
+        if login.body["mfa_enrollment_required"] == true {
+            let setup = self
+                .call(Method::POST, "/api/v1/auth/2fa/setup", Some(&mfa), None)
+                .await;
+            setup.assert(StatusCode::OK);
+            let secret = setup.body["secret"].as_str().unwrap().to_owned();
+            let code = self.totp(&secret);
+            let done = self
+                .call(
+                    Method::POST,
+                    "/api/v1/auth/2fa/confirm",
+                    Some(&mfa),
+                    Some(json!({"code": code})),
+                )
+                .await;
+            done.assert(StatusCode::OK);
+            assert_eq!(done.body["recovery_codes"].as_array().unwrap().len(), 10);
+            return done.body["tokens"]["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        panic!("this helper enrolls new users only: {}", login.body);
+    }
+
+    /// The current TOTP code of a secret, by the app's clock.
+    pub fn totp(&self, secret: &str) -> String {
+        ferum::domain::totp::code_at(secret, self.clock.now().timestamp()).unwrap()
     }
 
     /// A customer, object and request made by `admin`; returns the request id.
