@@ -252,6 +252,10 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
         clock: Clock::System,
         sla: config.sla,
         security: config.security.clone(),
+        limiter: crate::throttle::Limiter::connect(config.redis_url.as_deref())
+            .await
+            .context("connecting to REDIS_URL for rate limits")?,
+        limits: config.limits.clone(),
     };
     let app = router(state, &config.web());
     let listener = tokio::net::TcpListener::bind(bind)

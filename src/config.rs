@@ -21,6 +21,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Sign-in policy: roles that need a second factor, refresh-token lifetime.
     pub security: crate::web::Security,
+    /// Rate limits, and the Redis that shares them between instances (`REDIS_URL`).
+    pub limits: crate::web::limits::Limits,
+    pub redis_url: Option<String>,
     /// The address users reach the service at (`FERUM_PUBLIC_URL`); `https://` turns on HSTS.
     pub public_url: Option<String>,
 }
@@ -80,6 +83,8 @@ impl Config {
                 })
                 .unwrap_or_default(),
             public_url: var("FERUM_PUBLIC_URL"),
+            limits: limits_from_env()?,
+            redis_url: var("REDIS_URL"),
             security: crate::web::Security {
                 mfa_roles: match var("FERUM_MFA_ROLES") {
                     None => crate::web::Security::default().mfa_roles,
@@ -155,4 +160,37 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
+}
+
+fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
+    use crate::throttle::Rule;
+    let d = crate::web::limits::Limits::default();
+    let positive = |name: &str, default: u64| -> anyhow::Result<u64> {
+        let v: u64 = number(name, default)?;
+        if v == 0 {
+            bail!("{name} must be positive");
+        }
+        Ok(v)
+    };
+    let per_minute = positive("FERUM_API_REQUESTS_PER_MINUTE", 1200)?;
+    Ok(crate::web::limits::Limits {
+        namespace: String::new(),
+        login_ip: Rule {
+            burst: positive("FERUM_LOGIN_IP_BURST", u64::from(d.login_ip.burst))? as u32,
+            per: Duration::seconds(positive("FERUM_LOGIN_IP_REFILL_SECONDS", 60)? as i64),
+        },
+        login_account: Rule {
+            burst: positive(
+                "FERUM_LOGIN_ACCOUNT_BURST",
+                u64::from(d.login_account.burst),
+            )? as u32,
+            per: Duration::seconds(positive("FERUM_LOGIN_ACCOUNT_REFILL_SECONDS", 60)? as i64),
+        },
+        login_account_daily: positive("FERUM_LOGIN_ACCOUNT_DAILY_MAX", d.login_account_daily)?,
+        alert_after: positive("FERUM_LOGIN_ALERT_AFTER", d.alert_after)?,
+        api_user: Rule {
+            burst: per_minute.min(u64::from(u32::MAX)) as u32,
+            per: Duration::microseconds((60_000_000 / per_minute).max(1) as i64),
+        },
+    })
 }

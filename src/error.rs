@@ -62,6 +62,9 @@ pub enum Error {
         message: String,
         fields: Vec<FieldError>,
     },
+    /// Over a rate limit; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: i64 },
     /// The body is larger than the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,

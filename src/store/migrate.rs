@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_core"),
     migration!(2, "0002_audit_chain"),
     migration!(3, "0003_sessions"),
+    migration!(4, "0004_outbox"),
 ];
 
 /// The schema version this binary expects.

@@ -9,6 +9,7 @@ pub mod customers;
 pub mod mfa;
 pub mod migrate;
 pub mod objects;
+pub mod outbox;
 pub mod projects;
 pub mod reports;
 pub mod requests;

@@ -122,6 +122,8 @@ pub async fn login(
     Json(input): Json<LoginRequest>,
 ) -> Result<Response> {
     let now = s.clock.now();
+    let account = input.email.trim().to_lowercase();
+    super::limits::before_login(&s, &ip, &account).await?;
     let user = users::find_by_email(&s.db, &input.email).await?;
     let password = input.password.clone();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -137,15 +139,10 @@ pub async fn login(
     let user = match user {
         Some(u) if ok && u.enabled != 0 => u,
         other => {
-            let detail = serde_json::json!({ "email": input.email.trim().to_lowercase() });
-            audit_event(
-                &s,
-                other.map(|u| UserId(u.id)),
-                &ip,
-                "login_failed",
-                Some(detail),
-            )
-            .await?;
+            let user = other.map(|u| UserId(u.id));
+            let detail = serde_json::json!({ "email": account });
+            audit_event(&s, user, &ip, "login_failed", Some(detail)).await?;
+            super::limits::after_failure(&s, &ip, &account, user).await?;
             return Err(Error::Unauthorized("wrong e-mail or password"));
         }
     };
@@ -280,6 +277,8 @@ pub async fn two_factor(
     if purpose != MfaPurpose::Verify {
         return Err(Error::Unauthorized("set up the second factor first"));
     }
+    let account = format!("mfa:{}", user.0);
+    super::limits::before_login(&s, &ip, &account).await?;
     let row = users::find(&s.db, user)
         .await?
         .filter(|u| u.enabled != 0)
@@ -290,8 +289,13 @@ pub async fn two_factor(
     let secret = st
         .totp_secret
         .ok_or(Error::Unauthorized("the second factor is not set up"))?;
-    if let Some(r) = check_code(&s, user, &secret, &input.code, &ip).await? {
-        return Ok(r);
+    match check_code(&s, user, &secret, &input.code, &ip).await {
+        Ok(Some(r)) => return Ok(r),
+        Ok(None) => {}
+        Err(e) => {
+            super::limits::after_failure(&s, &ip, &account, Some(user)).await?;
+            return Err(e);
+        }
     }
     Ok(axum::Json(session_tokens(&s, user, &ip, now, "login_mfa").await?).into_response())
 }

@@ -189,6 +189,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(Error::Unauthorized(
                 "the access token is invalid or expired",
             ))?;
+        super::limits::api(state, user_id).await?;
         let actor: Actor = row.actor();
         Ok(Auth(Ctx {
             actor,

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth_api;
 pub mod extract;
+pub mod limits;
 pub mod problem;
 
 use crate::auth::TokenKeys;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub clock: Clock,
     pub sla: SlaPolicy,
     pub security: Security,
+    pub limiter: crate::throttle::Limiter,
+    pub limits: limits::Limits,
 }
 
 /// Sign-in policy.

@@ -143,6 +143,19 @@ impl IntoResponse for Error {
                 message,
                 fields,
             } => problem(StatusCode::BAD_REQUEST, code, message, fields, None),
+            Error::TooManyRequests { retry_after } => {
+                let mut r = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests; try again in {retry_after} s"),
+                    vec![],
+                    None,
+                );
+                if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
             Error::PayloadTooLarge => problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",

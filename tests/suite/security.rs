@@ -248,3 +248,137 @@ mod sessions_and_mfa {
         }
     }
 }
+
+mod throttling {
+    use crate::support::*;
+    use axum::http::{Method, StatusCode};
+    use ferum::domain::access::Role;
+    use ferum::throttle::{Limiter, Rule};
+    use serde_json::json;
+
+    async fn attempt(app: &TestApp, email: &str, password: &str) -> Resp {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    both! {
+        async fn failed_logins_per_address_are_limited_successful_ones_are_not(app) {
+            let u = app.user(&[Role::Engineer], None).await;
+            // Successful sign-ins never count.
+            for _ in 0..15 {
+                attempt(&app, &u.email, PASSWORD).await.assert(StatusCode::OK);
+            }
+            // Ten failures (on different accounts) spend the address's burst…
+            for i in 0..10 {
+                attempt(&app, &format!("nobody{i}@example.ru"), "wrong password!!").await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            }
+            // …and then even the right password waits.
+            let r = attempt(&app, &u.email, PASSWORD).await;
+            r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            app.clock.advance(chrono::Duration::seconds(61));
+            attempt(&app, &u.email, PASSWORD).await.assert(StatusCode::OK);
+        }
+
+        async fn failed_logins_per_account_slow_down_stop_and_alert(app) {
+            app.reconfigure(|s| {
+                s.limits.login_ip = Rule { burst: 1000, per: chrono::Duration::seconds(1) };
+                s.limits.login_account_daily = 12;
+                s.limits.alert_after = 8;
+            });
+            let u = app.user(&[Role::Engineer], None).await;
+            for _ in 0..5 {
+                attempt(&app, &u.email, "wrong password!!").await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            }
+            attempt(&app, &u.email, PASSWORD).await.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            // One more try per minute after that; at 8 failures an alert is queued.
+            for _ in 0..7 {
+                app.clock.advance(chrono::Duration::seconds(61));
+                attempt(&app, &u.email, "wrong password!!").await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+            }
+            let alerts: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'security_alert'").fetch_all(app.db.pool()).await.unwrap();
+            assert_eq!(alerts.len(), 2, "at 8 and at 12 failures");
+            assert!(alerts[0].contains(&u.email) && alerts[0].contains("\"failures_today\":8"), "{}", alerts[0]);
+            // 12 failures today: a hard stop until tomorrow, whatever the delay.
+            app.clock.advance(chrono::Duration::minutes(30));
+            let r = attempt(&app, &u.email, PASSWORD).await;
+            r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            assert!(r.headers["retry-after"].to_str().unwrap().parse::<i64>().unwrap() > 60);
+            app.clock.advance(chrono::Duration::days(1));
+            attempt(&app, &u.email, PASSWORD).await.assert(StatusCode::OK);
+        }
+
+        async fn unknown_users_and_wrong_passwords_answer_alike(app) {
+            let u = app.user(&[Role::Engineer], None).await;
+            let a = attempt(&app, &u.email, "wrong password!!").await;
+            let b = attempt(&app, "nobody@example.ru", "wrong password!!").await;
+            assert_eq!(a.status, b.status);
+            let strip = |v: &serde_json::Value| {
+                let mut v = v.clone();
+                v.as_object_mut().unwrap().remove("request_id");
+                v
+            };
+            assert_eq!(strip(&a.body), strip(&b.body));
+        }
+
+        async fn api_requests_per_user_are_limited(app) {
+            app.reconfigure(|s| s.limits.api_user = Rule { burst: 3, per: chrono::Duration::seconds(20) });
+            let u = app.user(&[Role::Admin], None).await;
+            let other = app.user(&[Role::Admin], None).await;
+            for _ in 0..3 {
+                app.get("/api/v1/me", &u).await.assert(StatusCode::OK);
+            }
+            let r = app.get("/api/v1/me", &u).await;
+            r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            assert_eq!(r.headers["retry-after"], "20");
+            // Another user is not affected; time refills.
+            app.get("/api/v1/me", &other).await.assert(StatusCode::OK);
+            app.clock.advance(chrono::Duration::seconds(20));
+            app.get("/api/v1/me", &u).await.assert(StatusCode::OK);
+        }
+    }
+
+    /// Two instances sharing Redis share the failure budget of an address.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn limits_are_shared_between_instances_through_redis() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let limiter = match Limiter::connect(Some(&url)).await {
+            Ok(l) => l,
+            Err(e) if std::env::var("CI").is_err() => {
+                eprintln!("skipping: Redis unreachable ({e})");
+                return;
+            }
+            Err(e) => panic!("CI is set but Redis is unreachable: {e}"),
+        };
+        let namespace = format!("it-{}-{}:", std::process::id(), next_inn());
+        let mut a = TestApp::sqlite().await;
+        let mut b = TestApp::sqlite().await;
+        for app in [&mut a, &mut b] {
+            let (l, n) = (limiter.clone(), namespace.clone());
+            app.reconfigure(move |s| {
+                s.limiter = l;
+                s.limits.namespace = n;
+            });
+        }
+        for i in 0..5 {
+            attempt(&a, &format!("x{i}@example.ru"), "wrong password!!")
+                .await
+                .assert(StatusCode::UNAUTHORIZED);
+            attempt(&b, &format!("y{i}@example.ru"), "wrong password!!")
+                .await
+                .assert(StatusCode::UNAUTHORIZED);
+        }
+        attempt(&a, "z@example.ru", "wrong password!!")
+            .await
+            .problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        attempt(&b, "z@example.ru", "wrong password!!")
+            .await
+            .problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    }
+}

@@ -26,12 +26,14 @@ macro_rules! both {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $app = $crate::support::TestApp::sqlite().await;
+                #[allow(unused_mut)]
+                let mut $app = $crate::support::TestApp::sqlite().await;
                 $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some($app) = $crate::support::TestApp::postgres().await else { return };
+                #[allow(unused_mut)]
+                let Some(mut $app) = $crate::support::TestApp::postgres().await else { return };
                 $body
             }
         }
@@ -54,6 +56,7 @@ pub fn start_time() -> DateTime<Utc> {
 
 pub struct TestApp {
     pub router: Router,
+    pub state: AppState,
     pub db: Db,
     pub clock: Clock,
     pub keys: TokenKeys,
@@ -162,6 +165,8 @@ impl TestApp {
             clock: clock.clone(),
             sla: SlaPolicy::default(),
             security: ferum::web::Security::default(),
+            limiter: ferum::throttle::Limiter::memory(),
+            limits: ferum::web::limits::Limits::default(),
         };
         let web = WebConfig {
             max_body_bytes: MAX_BODY,
@@ -169,13 +174,25 @@ impl TestApp {
             https: true,
         };
         TestApp {
-            router: router(state, &web),
+            router: router(state.clone(), &web),
+            state,
             db,
             clock,
             keys,
             url,
             _guard: guard,
         }
+    }
+
+    /// Rebuilds the router after changing the application state (limits, limiter…).
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut AppState)) {
+        change(&mut self.state);
+        let web = WebConfig {
+            max_body_bytes: MAX_BODY,
+            cors_origins: vec![],
+            https: true,
+        };
+        self.router = router(self.state.clone(), &web);
     }
 
     /// Adds a user directly in the store and returns them with a valid token.
