@@ -45,11 +45,22 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Manage the personal-data encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a new current key and re-encrypt every value under it (old keys stay listed).
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +95,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::connect(&config.database_url, 2).await?;
             let report = migrate::run(&db, system_now()).await?;
             print_migrations(&report);
+            db.close().await;
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let db = open(&config).await?;
+            let keys = db
+                .keys()
+                .map_err(|e| anyhow::anyhow!(describe(e)))?
+                .rotated();
+            if std::env::var("FERUM_DATA_KEY").is_ok_and(|v| !v.trim().is_empty()) {
+                bail!(
+                    "the key comes from FERUM_DATA_KEY, which ferum cannot change: set FERUM_DATA_KEY to the value \
+                     below (it keeps the old keys, so existing data stays readable); nothing was changed.\n{}",
+                    keys.to_config_string()
+                );
+            }
+            let path = config.data_dir.join(crate::crypto::KEY_FILE);
+            let tmp = path.with_extension("key.new");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&tmp)?;
+                f.write_all(format!("{}\n", keys.to_config_string()).as_bytes())?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            let n = crate::store::pii::reencrypt(&db, &keys).await?;
+            println!(
+                "new current key {}; re-encrypted {n} values; {} keeps every key",
+                keys.current_id(),
+                path.display()
+            );
             db.close().await;
             Ok(())
         }
@@ -176,7 +227,18 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     if !report.is_noop() {
         print_migrations(&report);
     }
-    Ok(db)
+    let env_key = std::env::var("FERUM_DATA_KEY").ok();
+    let (keys, created) =
+        crate::crypto::DataKeys::load_or_create(&config.data_dir, env_key.as_deref())?;
+    if created {
+        println!(
+            "Generated the personal-data encryption key {}: back it up with the database; without it \
+             contact e-mails and phones cannot be read.",
+            config.data_dir.join(crate::crypto::KEY_FILE).display()
+        );
+    }
+    crate::store::pii::startup(&db, &keys).await?;
+    Ok(db.with_keys(keys))
 }
 
 async fn create_user(db: &Db, input: users::NewUser) -> anyhow::Result<users::UserRow> {
@@ -185,9 +247,16 @@ async fn create_user(db: &Db, input: users::NewUser) -> anyhow::Result<users::Us
         .await
         .map_err(|e| anyhow::anyhow!(describe(e)))?;
     let mut tx = db.begin().await.map_err(|e| anyhow::anyhow!(describe(e)))?;
-    let row = users::insert(&mut tx, &checked, &hash, None, system_now())
-        .await
-        .map_err(|e| anyhow::anyhow!(describe(e)))?;
+    let row = users::insert(
+        &mut tx,
+        db.keys().map_err(|e| anyhow::anyhow!(describe(e)))?,
+        &checked,
+        &hash,
+        None,
+        system_now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(describe(e)))?;
     tx.commit().await?;
     Ok(row)
 }

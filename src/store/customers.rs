@@ -32,15 +32,19 @@ struct Row {
 }
 
 impl Row {
-    fn view(self) -> Result<Customer> {
+    fn view(self, keys: &crate::crypto::DataKeys) -> Result<Customer> {
+        let contact_email =
+            super::pii::decrypt(keys, "customers", "contact_email", &self.contact_email)?;
+        let contact_phone =
+            super::pii::decrypt(keys, "customers", "contact_phone", &self.contact_phone)?;
         Ok(Customer {
             id: CustomerId(self.id),
             name: self.name,
             inn: self.inn,
             address: self.address,
             contact_name: self.contact_name,
-            contact_email: self.contact_email,
-            contact_phone: self.contact_phone,
+            contact_email,
+            contact_phone,
             created_at: ts(&self.created_at)?,
             updated_at: ts(&self.updated_at)?,
             created_by: self.created_by.map(UserId),
@@ -158,6 +162,10 @@ fn require(ctx: &Ctx, action: Action) -> Result<()> {
 pub struct Filter {
     /// Free-text search in name, INN, address and contact name.
     pub q: Option<String>,
+    /// Exact contact e-mail (matched through its blind index; the e-mail is stored encrypted).
+    pub contact_email: Option<String>,
+    /// Exact contact phone, as stored.
+    pub contact_phone: Option<String>,
 }
 
 pub async fn list(
@@ -173,11 +181,31 @@ pub async fn list(
             .bind(values::like_pattern(t))
             .push(" ESCAPE '\\'");
     }
+    if let Some(e) = f.contact_email.as_deref() {
+        q.push(" AND c.contact_email_idx = ")
+            .bind(super::pii::index(
+                db.keys()?,
+                "customers",
+                "contact_email",
+                e,
+            ));
+    }
+    if let Some(p) = f.contact_phone.as_deref() {
+        q.push(" AND c.contact_phone_idx = ")
+            .bind(super::pii::index(
+                db.keys()?,
+                "customers",
+                "contact_phone",
+                p,
+            ));
+    }
     page.apply(&mut q, "c.id");
     let rows: Vec<Row> = q.fetch_all(db.pool()).await?;
     let (rows, next) = page.finish(rows, |r| r.id);
     Ok((
-        rows.into_iter().map(Row::view).collect::<Result<_>>()?,
+        rows.into_iter()
+            .map(|r| r.view(db.keys()?))
+            .collect::<Result<_>>()?,
         next,
     ))
 }
@@ -189,15 +217,18 @@ pub async fn get(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<Customer> {
     q.fetch_optional::<Row, _>(db.pool())
         .await?
         .ok_or(Error::NotFound)?
-        .view()
+        .view(db.keys()?)
 }
 
 pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> {
     require(ctx, Action::Create)?;
     let f = check(&input)?;
     let mut tx = db.begin().await?;
+    let keys = db.keys()?;
+    let email = super::pii::encrypt(keys, "customers", "contact_email", &f.contact_email);
+    let phone = super::pii::encrypt(keys, "customers", "contact_phone", &f.contact_phone);
     let mut q = Q::new(
-        "INSERT INTO customers (name, inn, address, contact_name, contact_email, contact_phone, search, created_at, updated_at, created_by) VALUES (",
+        "INSERT INTO customers (name, inn, address, contact_name, contact_email, contact_phone, contact_email_idx, contact_phone_idx, search, created_at, updated_at, created_by) VALUES (",
     );
     q.bind(f.name.clone())
         .push(", ")
@@ -207,9 +238,13 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> 
         .push(", ")
         .bind(f.contact_name.clone())
         .push(", ")
-        .bind(f.contact_email.clone())
+        .bind(email.0.clone())
         .push(", ")
-        .bind(f.contact_phone.clone())
+        .bind(phone.0.clone())
+        .push(", ")
+        .bind(email.1.clone())
+        .push(", ")
+        .bind(phone.1.clone())
         .push(", ")
         .bind(search(&f))
         .push(", ")
@@ -223,7 +258,9 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> 
         .scalar(&mut *tx)
         .await
         .unique("inn", "a customer with this INN already exists")?;
-    let view = load(&mut tx, ctx, CustomerId(id), "").await?.view()?;
+    let view = load(&mut tx, ctx, CustomerId(id), "")
+        .await?
+        .view(db.keys()?)?;
     audit::record(
         &mut tx,
         ctx,
@@ -249,7 +286,7 @@ pub async fn update(
     let row = load(&mut tx, ctx, id, db.backend().for_update()).await?;
     require(ctx, Action::Update)?;
     super::check_version(expected, row.version)?;
-    let before = row.view()?;
+    let before = row.view(db.keys()?)?;
     let merged = NewCustomer {
         name: patch.name.unwrap_or(before.name.clone()),
         inn: patch.inn.unwrap_or(before.inn.clone()),
@@ -259,6 +296,9 @@ pub async fn update(
         contact_phone: patch.contact_phone.unwrap_or(before.contact_phone.clone()),
     };
     let f = check(&merged)?;
+    let keys = db.keys()?;
+    let email = super::pii::encrypt(keys, "customers", "contact_email", &f.contact_email);
+    let phone = super::pii::encrypt(keys, "customers", "contact_phone", &f.contact_phone);
     let mut q = Q::new("UPDATE customers SET name = ");
     q.bind(f.name.clone())
         .push(", inn = ")
@@ -268,9 +308,13 @@ pub async fn update(
         .push(", contact_name = ")
         .bind(f.contact_name.clone())
         .push(", contact_email = ")
-        .bind(f.contact_email.clone())
+        .bind(email.0.clone())
         .push(", contact_phone = ")
-        .bind(f.contact_phone.clone())
+        .bind(phone.0.clone())
+        .push(", contact_email_idx = ")
+        .bind(email.1.clone())
+        .push(", contact_phone_idx = ")
+        .bind(phone.1.clone())
         .push(", search = ")
         .bind(search(&f))
         .push(", updated_at = ")
@@ -280,7 +324,7 @@ pub async fn update(
     q.execute(&mut *tx)
         .await
         .unique("inn", "a customer with this INN already exists")?;
-    let after = load(&mut tx, ctx, id, "").await?.view()?;
+    let after = load(&mut tx, ctx, id, "").await?.view(db.keys()?)?;
     audit::record(
         &mut tx,
         ctx,
@@ -316,7 +360,7 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
             ));
         }
     }
-    let before = row.view()?;
+    let before = row.view(db.keys()?)?;
     let mut q = Q::new("DELETE FROM customers WHERE id = ");
     q.bind(id.0);
     q.execute(&mut *tx).await?;

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_audit_chain"),
     migration!(3, "0003_sessions"),
     migration!(4, "0004_outbox"),
+    migration!(5, "0005_personal_data"),
 ];
 
 /// The schema version this binary expects.

@@ -10,6 +10,7 @@ pub mod mfa;
 pub mod migrate;
 pub mod objects;
 pub mod outbox;
+pub mod pii;
 pub mod projects;
 pub mod reports;
 pub mod requests;
@@ -150,6 +151,7 @@ pub struct Db {
     pool: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    keys: Option<std::sync::Arc<crate::crypto::DataKeys>>,
 }
 
 impl Db {
@@ -208,11 +210,25 @@ impl Db {
             pool,
             writer,
             backend,
+            keys: None,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Attaches the keys that encrypt personal data (see `store::pii`).
+    pub fn with_keys(mut self, keys: crate::crypto::DataKeys) -> Db {
+        self.keys = Some(std::sync::Arc::new(keys));
+        self
+    }
+
+    /// The data keys; an error if the database was opened without them.
+    pub fn keys(&self) -> Result<&crate::crypto::DataKeys> {
+        self.keys
+            .as_deref()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("personal-data keys are not loaded")))
     }
 
     /// The pool for reads.

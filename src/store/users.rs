@@ -38,12 +38,13 @@ impl UserRow {
         }
     }
 
-    pub fn view(&self) -> Result<User> {
+    pub fn view(&self, keys: &crate::crypto::DataKeys) -> Result<User> {
+        let phone = super::pii::decrypt(keys, "users", "phone", &self.phone)?;
         Ok(User {
             id: UserId(self.id),
             email: self.email.clone(),
             name: self.name.clone(),
-            phone: self.phone.clone(),
+            phone,
             roles: access::roles_from_db(&self.roles),
             customer_id: self.customer_id.map(CustomerId),
             enabled: self.enabled != 0,
@@ -149,11 +150,13 @@ pub fn check_new(input: &NewUser) -> Result<CheckedUser> {
 /// Inserts a checked account with an already hashed password. `by` is `None` for bootstrap.
 pub async fn insert(
     tx: &mut Tx,
+    keys: &crate::crypto::DataKeys,
     u: &CheckedUser,
     password_hash: &str,
     by: Option<UserId>,
     now: DateTime<Utc>,
 ) -> Result<UserRow> {
+    let phone = super::pii::encrypt(keys, "users", "phone", &u.phone);
     if let Some(c) = u.customer_id {
         let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
         q.bind(c.0);
@@ -162,13 +165,15 @@ pub async fn insert(
         }
     }
     let mut q = Q::new(
-        "INSERT INTO users (email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, created_by) VALUES (",
+        "INSERT INTO users (email, name, phone, phone_idx, roles, customer_id, enabled, password_hash, created_at, updated_at, created_by) VALUES (",
     );
     q.bind(u.email.as_str().to_owned())
         .push(", ")
         .bind(u.name.clone())
         .push(", ")
-        .bind(u.phone.clone())
+        .bind(phone.0)
+        .push(", ")
+        .bind(phone.1)
         .push(", ")
         .bind(access::roles_to_db(&u.roles))
         .push(", ")
@@ -222,14 +227,19 @@ pub async fn list(
     page.apply(&mut q, "id");
     let rows: Vec<UserRow> = q.fetch_all(db.pool()).await?;
     let (rows, next) = page.finish(rows, |r| r.id);
-    Ok((rows.iter().map(UserRow::view).collect::<Result<_>>()?, next))
+    Ok((
+        rows.iter()
+            .map(|r| r.view(db.keys()?))
+            .collect::<Result<_>>()?,
+        next,
+    ))
 }
 
 pub async fn get(db: &Db, ctx: &Ctx, id: UserId) -> Result<User> {
     if id != ctx.actor.user_id {
         scope_check(ctx, Action::Read)?;
     }
-    find(db, id).await?.ok_or(Error::NotFound)?.view()
+    find(db, id).await?.ok_or(Error::NotFound)?.view(db.keys()?)
 }
 
 pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
@@ -237,8 +247,16 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
     let checked = check_new(&input)?;
     let hash = hash_blocking(input.password).await?;
     let mut tx = db.begin().await?;
-    let row = insert(&mut tx, &checked, &hash, Some(ctx.actor.user_id), ctx.now).await?;
-    let view = row.view()?;
+    let row = insert(
+        &mut tx,
+        db.keys()?,
+        &checked,
+        &hash,
+        Some(ctx.actor.user_id),
+        ctx.now,
+    )
+    .await?;
+    let view = row.view(db.keys()?)?;
     audit::record(
         &mut tx,
         ctx,
@@ -287,7 +305,7 @@ pub async fn update(
     if let Some(pw) = &new_password {
         crate::auth::check_new_password(pw, &row.email).map_err(|e| Error::Validation(vec![e]))?;
     }
-    let before = row.view()?;
+    let before = row.view(db.keys()?)?;
     let roles = patch.roles.clone().unwrap_or_else(|| before.roles.clone());
     let customer = patch.customer_id.unwrap_or(before.customer_id);
     let roles = access::validate_roles(&roles, customer).map_err(|e| Error::Validation(vec![e]))?;
@@ -297,10 +315,18 @@ pub async fn update(
             "you cannot disable yourself or drop your own admin role",
         ));
     }
+    let phone_enc = super::pii::encrypt(
+        db.keys()?,
+        "users",
+        "phone",
+        &phone.unwrap_or(before.phone.clone()),
+    );
     let mut q = Q::new("UPDATE users SET name = ");
     q.bind(name.unwrap_or(before.name.clone()))
         .push(", phone = ")
-        .bind(phone.unwrap_or(before.phone.clone()))
+        .bind(phone_enc.0)
+        .push(", phone_idx = ")
+        .bind(phone_enc.1)
         .push(", roles = ")
         .bind(access::roles_to_db(&roles))
         .push(", customer_id = ")
@@ -315,7 +341,7 @@ pub async fn update(
         .bind(id.0)
         .push(&format!(" RETURNING {COLS}"));
     let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
-    let after = row.view()?;
+    let after = row.view(db.keys()?)?;
     // Disabling, a new password or new roles end every session at once.
     if !after.enabled
         || new_password.is_some()

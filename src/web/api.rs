@@ -194,6 +194,10 @@ async fn update_user(
 pub struct CustomerQuery {
     /// Free-text search.
     pub q: Option<String>,
+    /// Exact contact e-mail.
+    pub contact_email: Option<String>,
+    /// Exact contact phone.
+    pub contact_phone: Option<String>,
     /// Page size, 1–200 (default 50).
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -207,7 +211,11 @@ async fn list_customers(
     Query(f): Query<CustomerQuery>,
 ) -> Result<axum::Json<CustomerList>> {
     let p = page(f.limit, f.cursor.as_deref())?;
-    let filter = customers::Filter { q: f.q };
+    let filter = customers::Filter {
+        q: f.q,
+        contact_email: f.contact_email,
+        contact_phone: f.contact_phone,
+    };
     Ok(axum::Json(
         customers::list(&s.db, &ctx, &filter, p).await?.into(),
     ))

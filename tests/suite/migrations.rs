@@ -46,8 +46,15 @@ both! {
 
 fn ferum_cmd(database_url: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferum"));
+    // Keys and other files go next to an SQLite database, never into the working tree.
+    let data_dir = database_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+        .unwrap_or_else(std::env::temp_dir);
     c.args(args)
         .env("DATABASE_URL", database_url)
+        .env("FERUM_DATA_DIR", data_dir)
+        .env_remove("FERUM_DATA_KEY")
         .env_remove("FERUM_ADMIN_EMAIL")
         .env_remove("FERUM_ADMIN_PASSWORD")
         .stdin(Stdio::null());

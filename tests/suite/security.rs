@@ -23,6 +23,7 @@ both! {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferum"))
             .args(["audit", "verify"])
             .env("DATABASE_URL", app.url.as_str())
+            .env("FERUM_DATA_KEY", &app.data_key)
             .output()
             .unwrap();
         assert!(!out.status.success());
@@ -380,5 +381,75 @@ mod throttling {
         attempt(&b, "z@example.ru", "wrong password!!")
             .await
             .problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    }
+}
+
+mod personal_data {
+    use crate::support::*;
+    use axum::http::StatusCode;
+    use ferum::crypto::DataKeys;
+    use ferum::domain::access::Role;
+    use ferum::store::pii;
+    use serde_json::json;
+
+    both! {
+        async fn contacts_are_encrypted_at_rest_and_found_by_blind_index(app) {
+            let admin = app.user(&[Role::Admin], None).await;
+            let r = app.post("/api/v1/customers", &admin, json!({"name": "ООО Тайна", "inn": next_inn(), "contact_email": "Secret.Boss@Example.ru", "contact_phone": "+7 495 111-22-33"})).await;
+            r.assert(StatusCode::CREATED);
+            assert_eq!(r.body["contact_email"], "secret.boss@example.ru");
+            let id = r.id();
+            let (email, phone, idx): (String, String, String) =
+                sqlx::query_as(&format!("SELECT contact_email, contact_phone, contact_email_idx FROM customers WHERE id = {id}"))
+                    .fetch_one(app.db.pool())
+                    .await
+                    .unwrap();
+            assert!(email.starts_with("enc:v1:") && !email.contains("secret"), "{email}");
+            assert!(phone.starts_with("enc:v1:") && !phone.contains("495"), "{phone}");
+            assert_eq!(idx.len(), 64);
+            assert_eq!(app.get(&format!("/api/v1/customers/{id}"), &admin).await.body["contact_phone"], "+7 495 111-22-33");
+            let found = app.get("/api/v1/customers?contact_email=SECRET.BOSS%40example.ru", &admin).await;
+            assert_eq!(found.ids(), [id]);
+            assert!(app.get("/api/v1/customers?contact_email=other%40example.ru", &admin).await.ids().is_empty());
+            // Users' phones too.
+            let u = app.post("/api/v1/users", &admin, json!({"email": "eng@example.ru", "name": "И", "phone": "+7 900 000-00-01", "roles": ["engineer"], "password": "a long enough password"})).await;
+            u.assert(StatusCode::CREATED);
+            assert_eq!(u.body["phone"], "+7 900 000-00-01");
+            let stored: String = sqlx::query_scalar(&format!("SELECT phone FROM users WHERE id = {}", u.id())).fetch_one(app.db.pool()).await.unwrap();
+            assert!(stored.starts_with("enc:v1:"), "{stored}");
+        }
+
+        async fn a_wrong_key_stops_the_service_and_changes_nothing(app) {
+            let admin = app.user(&[Role::Admin], None).await;
+            app.customer(&admin, "A", next_inn()).await;
+            let before: Vec<(i64, String)> = sqlx::query_as("SELECT id, contact_email FROM customers ORDER BY id").fetch_all(app.db.pool()).await.unwrap();
+            let err = pii::startup(&app.db, &DataKeys::generate()).await.unwrap_err().to_string();
+            assert!(err.contains("does not fit this database"), "{err}");
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferum"))
+                .args(["audit", "verify"])
+                .env("DATABASE_URL", app.url.as_str())
+                .env("FERUM_DATA_KEY", DataKeys::generate().to_config_string())
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            assert!(String::from_utf8_lossy(&out.stderr).contains("does not fit this database"));
+            let after: Vec<(i64, String)> = sqlx::query_as("SELECT id, contact_email FROM customers ORDER BY id").fetch_all(app.db.pool()).await.unwrap();
+            assert_eq!(before, after);
+        }
+
+        async fn rotation_re_encrypts_under_the_new_key(app) {
+            let admin = app.user(&[Role::Admin], None).await;
+            let id = app.customer(&admin, "A", next_inn()).await;
+            let old = DataKeys::parse(&app.data_key).unwrap();
+            let new = old.rotated();
+            let n = pii::reencrypt(&app.db, &new).await.unwrap();
+            assert_eq!(n, 1, "one customer e-mail (the phone is empty)");
+            let stored: String = sqlx::query_scalar(&format!("SELECT contact_email FROM customers WHERE id = {id}")).fetch_one(app.db.pool()).await.unwrap();
+            assert!(stored.starts_with(&format!("enc:v1:{}:", new.current_id())), "{stored}");
+            assert!(!new.needs_rotation(&stored));
+            pii::startup(&app.db, &new).await.unwrap();
+            // The old key alone no longer reads the canary.
+            assert!(pii::startup(&app.db, &DataKeys::parse(&old.to_config_string().split(',').filter(|p| !p.starts_with(new.current_id())).collect::<Vec<_>>().join(",")).unwrap()).await.is_err());
+        }
     }
 }

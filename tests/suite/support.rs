@@ -55,6 +55,8 @@ pub fn start_time() -> DateTime<Utc> {
 }
 
 pub struct TestApp {
+    /// `FERUM_DATA_KEY` for command-line runs against this database.
+    pub data_key: String,
     pub router: Router,
     pub state: AppState,
     pub db: Db,
@@ -155,6 +157,10 @@ impl TestApp {
         let db = Db::connect(&url, 8).await.unwrap();
         let clock = Clock::manual(start_time());
         migrate::run(&db, clock.now()).await.unwrap();
+        let keys = ferum::crypto::DataKeys::generate();
+        let data_key = keys.to_config_string();
+        ferum::store::pii::startup(&db, &keys).await.unwrap();
+        let db = db.with_keys(keys);
         let keys = TokenKeys::new(
             b"test key test key test key test key!",
             chrono::Duration::hours(24),
@@ -174,6 +180,7 @@ impl TestApp {
             https: true,
         };
         TestApp {
+            data_key,
             router: router(state.clone(), &web),
             state,
             db,
@@ -212,9 +219,16 @@ impl TestApp {
         };
         let checked = users::check_new(&input).unwrap();
         let mut tx = self.db.begin().await.unwrap();
-        let row = users::insert(&mut tx, &checked, password_hash(), None, self.clock.now())
-            .await
-            .unwrap();
+        let row = users::insert(
+            &mut tx,
+            self.db.keys().unwrap(),
+            &checked,
+            password_hash(),
+            None,
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
         let session = ferum::store::sessions::start(
             &mut tx,
             UserId(row.id),

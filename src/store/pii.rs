@@ -1,0 +1,130 @@
+//! Personal data at rest: which columns are encrypted, the start-up check that the configured
+//! key fits the database, and re-encryption.
+//!
+//! Encrypted: customers' contact e-mail and phone, users' phone. Each has a keyed blind index
+//! for exact-match lookup. A canary value in `settings` tells at start-up whether the key is
+//! the one the data was written with; a wrong or missing key stops the service before it
+//! reads or writes anything, so it never writes plaintext and never loses the old data.
+
+use super::{Db, Q, Tx};
+use crate::crypto::{CryptoError, DataKeys};
+use crate::error::{Error, Result};
+use anyhow::bail;
+
+/// `(table, column, index column)` of every encrypted column.
+pub const COLUMNS: &[(&str, &str, &str)] = &[
+    ("customers", "contact_email", "contact_email_idx"),
+    ("customers", "contact_phone", "contact_phone_idx"),
+    ("users", "phone", "phone_idx"),
+];
+
+const CANARY_AAD: &str = "settings.data_key_canary";
+const CANARY: &str = "ferum data key canary";
+
+/// Associated data of a column: binds a ciphertext to where it belongs.
+pub fn aad(table: &str, column: &str) -> String {
+    format!("{table}.{column}")
+}
+
+pub fn encrypt(keys: &DataKeys, table: &str, column: &str, value: &str) -> (String, String) {
+    let a = aad(table, column);
+    (keys.encrypt(&a, value), keys.blind_index(&a, value))
+}
+
+pub fn decrypt(keys: &DataKeys, table: &str, column: &str, stored: &str) -> Result<String> {
+    keys.decrypt(&aad(table, column), stored)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot decrypt {table}.{column}: {e}")))
+}
+
+pub fn index(keys: &DataKeys, table: &str, column: &str, value: &str) -> String {
+    keys.blind_index(&aad(table, column), value)
+}
+
+/// Checks the key against the database, then encrypts any value still in plaintext (data
+/// written before encryption existed). Refuses a key that cannot read the data.
+pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
+    let canary: Option<String> =
+        Q::new("SELECT value FROM settings WHERE name = 'data_key_canary'")
+            .fetch_optional::<(String,), _>(db.pool())
+            .await?
+            .map(|r| r.0);
+    let refuse = |e: CryptoError| -> anyhow::Error {
+        anyhow::anyhow!(
+            "the data key (FERUM_DATA_KEY or data/data.key) does not fit this database: {e}. \
+             Configure the key this database was encrypted with; nothing was changed"
+        )
+    };
+    match &canary {
+        Some(c) => {
+            keys.decrypt(CANARY_AAD, c).map_err(refuse)?;
+        }
+        None => {
+            // No canary yet: any encrypted value already present must still decrypt.
+            for (table, column, _) in COLUMNS {
+                let sample: Option<(String,)> = Q::new(&format!(
+                    "SELECT {column} FROM {table} WHERE {column} LIKE 'enc:%' LIMIT 1"
+                ))
+                .fetch_optional(db.pool())
+                .await?;
+                if let Some((v,)) = sample {
+                    keys.decrypt(&aad(table, column), &v).map_err(refuse)?;
+                }
+            }
+        }
+    }
+    let mut tx = db.begin().await?;
+    if canary.is_none() {
+        let mut q = Q::new("INSERT INTO settings (name, value) VALUES ('data_key_canary', ");
+        q.bind(keys.encrypt(CANARY_AAD, CANARY)).push(")");
+        q.execute(&mut *tx).await?;
+    }
+    reencrypt_in(&mut tx, keys, true).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Re-encrypts values in plaintext (`plaintext_only`) or, for rotation, every value not under
+/// the current key; refreshes blind indexes. Returns how many values changed.
+async fn reencrypt_in(tx: &mut Tx, keys: &DataKeys, plaintext_only: bool) -> anyhow::Result<u64> {
+    let mut changed = 0;
+    for (table, column, idx) in COLUMNS {
+        let rows: Vec<(i64, String)> = Q::new(&format!(
+            "SELECT id, {column} FROM {table} WHERE {column} <> ''"
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
+        let a = aad(table, column);
+        for (id, stored) in rows {
+            let plain = match keys.decrypt(&a, &stored) {
+                // Already encrypted (under the current key, when rotating).
+                Ok(_) if plaintext_only || !keys.needs_rotation(&stored) => continue,
+                Ok(p) => p,
+                Err(CryptoError::NotEncrypted) => stored,
+                Err(e) => bail!("{table}.{column} of row {id} cannot be decrypted: {e}"),
+            };
+            let mut q = Q::new(&format!("UPDATE {table} SET {column} = "));
+            q.bind(keys.encrypt(&a, &plain))
+                .push(&format!(", {idx} = "))
+                .bind(keys.blind_index(&a, &plain))
+                .push(" WHERE id = ")
+                .bind(id);
+            q.execute(&mut **tx).await?;
+            changed += 1;
+        }
+    }
+    if !plaintext_only {
+        let mut q = Q::new("UPDATE settings SET value = ");
+        q.bind(keys.encrypt(CANARY_AAD, CANARY))
+            .push(" WHERE name = 'data_key_canary'");
+        q.execute(&mut **tx).await?;
+    }
+    Ok(changed)
+}
+
+/// Re-encrypts every value under the current key (after a rotation).
+pub async fn reencrypt(db: &Db, keys: &DataKeys) -> anyhow::Result<u64> {
+    let mut tx = db.begin().await?;
+    let n = reencrypt_in(&mut tx, keys, false).await?;
+    tx.commit().await?;
+    Ok(n)
+}
