@@ -349,11 +349,7 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
         ("service_requests", "service requests"),
         ("users", "users"),
     ] {
-        let mut q = Q::new(&format!(
-            "SELECT COUNT(*) FROM {table} WHERE customer_id = "
-        ));
-        q.bind(id.0);
-        if q.scalar::<i64, _>(&mut *tx).await? > 0 {
+        if super::count_where(&mut tx, table, "customer_id", id.0).await? > 0 {
             return Err(Error::conflict(
                 "in_use",
                 format!("the customer still has {what}; remove them first"),
@@ -361,9 +357,7 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
         }
     }
     let before = row.view(db.keys()?)?;
-    let mut q = Q::new("DELETE FROM customers WHERE id = ");
-    q.bind(id.0);
-    q.execute(&mut *tx).await?;
+    super::delete_where(&mut tx, &[("customers", "id")], id.0).await?;
     audit::record(
         &mut tx,
         ctx,

@@ -260,6 +260,23 @@ pub fn tx_backend(tx: &Tx) -> Backend {
     }
 }
 
+/// Counts the rows of `table` whose `column` is `id` (reference and existence checks).
+pub async fn count_where(tx: &mut Tx, table: &str, column: &str, id: i64) -> Result<i64> {
+    let mut q = Q::new(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = "));
+    q.bind(id);
+    q.scalar(&mut **tx).await
+}
+
+/// Deletes, in order, the rows of each `(table, column)` whose column is `id`.
+pub async fn delete_where(tx: &mut Tx, targets: &[(&str, &str)], id: i64) -> Result<()> {
+    for (table, column) in targets {
+        let mut q = Q::new(&format!("DELETE FROM {table} WHERE {column} = "));
+        q.bind(id);
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Who does what, when and from where: passed to every store function that reads or writes
 /// on a user's behalf.
 #[derive(Debug, Clone)]

@@ -283,9 +283,7 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewObject) -> Result<ServiceObjec
         &input.engineers,
     )?;
     let mut tx = db.begin().await?;
-    let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
-    q.bind(input.customer_id.0);
-    if q.scalar::<i64, _>(&mut *tx).await? == 0 {
+    if super::count_where(&mut tx, "customers", "id", input.customer_id.0).await? == 0 {
         return Err(Error::field("customer_id", "not_found", "no such customer"));
     }
     let mut q = Q::new(
@@ -399,23 +397,18 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: ObjectId) -> Result<()> {
     load(&mut tx, ctx, id, db.backend().for_update()).await?;
     let before = load_view(&mut tx, ctx, id).await?;
     require(ctx, Action::Delete)?;
-    let mut q = Q::new("SELECT COUNT(*) FROM service_requests WHERE object_id = ");
-    q.bind(id.0);
-    if q.scalar::<i64, _>(&mut *tx).await? > 0 {
+    if super::count_where(&mut tx, "service_requests", "object_id", id.0).await? > 0 {
         return Err(Error::conflict(
             "in_use",
             "service requests refer to this object; archive it instead of deleting",
         ));
     }
-    for sql in [
-        "DELETE FROM project_objects WHERE object_id = ",
-        "DELETE FROM object_engineers WHERE object_id = ",
-        "DELETE FROM service_objects WHERE id = ",
-    ] {
-        let mut q = Q::new(sql);
-        q.bind(id.0);
-        q.execute(&mut *tx).await?;
-    }
+    let targets = [
+        ("project_objects", "object_id"),
+        ("object_engineers", "object_id"),
+        ("service_objects", "id"),
+    ];
+    super::delete_where(&mut tx, &targets, id.0).await?;
     audit::record(
         &mut tx,
         ctx,

@@ -256,9 +256,7 @@ async fn add_object(
 }
 
 async fn ensure_customer(tx: &mut Tx, id: CustomerId) -> Result<()> {
-    let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
-    q.bind(id.0);
-    if q.scalar::<i64, _>(&mut **tx).await? == 0 {
+    if super::count_where(tx, "customers", "id", id.0).await? == 0 {
         return Err(Error::field("customer_id", "not_found", "no such customer"));
     }
     Ok(())
@@ -456,22 +454,18 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: ProjectId) -> Result<()> {
     load(&mut tx, ctx, id, db.backend().for_update()).await?;
     let before = load_view(&mut tx, ctx, id).await?;
     require(ctx, Action::Delete)?;
-    let mut q = Q::new("SELECT COUNT(*) FROM service_requests WHERE project_id = ");
-    q.bind(id.0);
-    if q.scalar::<i64, _>(&mut *tx).await? > 0 {
+    if super::count_where(&mut tx, "service_requests", "project_id", id.0).await? > 0 {
         return Err(Error::conflict(
             "in_use",
             "service requests refer to this project; cancel or complete it instead",
         ));
     }
-    for sql in [
-        "DELETE FROM project_objects WHERE project_id = ",
-        "DELETE FROM projects WHERE id = ",
-    ] {
-        let mut q = Q::new(sql);
-        q.bind(id.0);
-        q.execute(&mut *tx).await?;
-    }
+    super::delete_where(
+        &mut tx,
+        &[("project_objects", "project_id"), ("projects", "id")],
+        id.0,
+    )
+    .await?;
     audit::record(
         &mut tx,
         ctx,

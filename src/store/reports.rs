@@ -550,14 +550,12 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: ReportId) -> Result<()> {
             "a submitted report cannot be deleted",
         ));
     }
-    for sql in [
-        "DELETE FROM report_items WHERE report_id = ",
-        "DELETE FROM service_reports WHERE id = ",
-    ] {
-        let mut q = Q::new(sql);
-        q.bind(id.0);
-        q.execute(&mut *tx).await?;
-    }
+    super::delete_where(
+        &mut tx,
+        &[("report_items", "report_id"), ("service_reports", "id")],
+        id.0,
+    )
+    .await?;
     audit::record(
         &mut tx,
         ctx,

@@ -383,9 +383,7 @@ async fn links(
     }
     let customer = own.or(customer);
     if let Some(c) = customer {
-        let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
-        q.bind(c.0);
-        if q.scalar::<i64, _>(&mut **tx).await? == 0 {
+        if super::count_where(tx, "customers", "id", c.0).await? == 0 {
             return Err(not_found("customer_id", "customer"));
         }
     }
@@ -748,15 +746,12 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: RequestId) -> Result<()> {
             "a service report refers to this request; it cannot be deleted",
         ));
     }
-    for sql in [
-        "DELETE FROM request_comments WHERE request_id = ",
-        "DELETE FROM request_history WHERE request_id = ",
-        "DELETE FROM service_requests WHERE id = ",
-    ] {
-        let mut q = Q::new(sql);
-        q.bind(id.0);
-        q.execute(&mut *tx).await?;
-    }
+    let targets = [
+        ("request_comments", "request_id"),
+        ("request_history", "request_id"),
+        ("service_requests", "id"),
+    ];
+    super::delete_where(&mut tx, &targets, id.0).await?;
     audit::record(
         &mut tx,
         ctx,

@@ -158,9 +158,7 @@ pub async fn insert(
 ) -> Result<UserRow> {
     let phone = super::pii::encrypt(keys, "users", "phone", &u.phone);
     if let Some(c) = u.customer_id {
-        let mut q = Q::new("SELECT COUNT(*) FROM customers WHERE id = ");
-        q.bind(c.0);
-        if q.scalar::<i64, _>(&mut **tx).await? == 0 {
+        if super::count_where(tx, "customers", "id", c.0).await? == 0 {
             return Err(Error::field("customer_id", "not_found", "no such customer"));
         }
     }
