@@ -18,6 +18,17 @@ pub struct TotpState {
 }
 
 impl TotpState {
+    /// Decrypts the secrets read from the database.
+    fn decrypted(mut self, keys: &crate::crypto::DataKeys) -> Result<TotpState> {
+        if let Some(s) = &self.totp_secret {
+            self.totp_secret = Some(super::pii::decrypt(keys, "users", "totp_secret", s)?);
+        }
+        if let Some(s) = &self.totp_pending {
+            self.totp_pending = Some(super::pii::decrypt(keys, "users", "totp_pending", s)?);
+        }
+        Ok(self)
+    }
+
     pub fn enabled(&self) -> bool {
         self.totp_secret.is_some()
     }
@@ -32,14 +43,15 @@ impl TotpState {
     }
 }
 
-pub async fn state(tx: &mut Tx, user: UserId) -> Result<TotpState> {
+pub async fn state(tx: &mut Tx, keys: &crate::crypto::DataKeys, user: UserId) -> Result<TotpState> {
     let mut q = Q::new(
         "SELECT totp_secret, totp_pending, totp_last_step, totp_failures, totp_locked_until FROM users WHERE id = ",
     );
     q.bind(user.0).push(super::tx_backend(tx).for_update());
-    q.fetch_optional(&mut **tx)
+    q.fetch_optional::<TotpState, _>(&mut **tx)
         .await?
-        .ok_or(crate::error::Error::NotFound)
+        .ok_or(crate::error::Error::NotFound)?
+        .decrypted(keys)
 }
 
 pub async fn state_of(db: &Db, user: UserId) -> Result<TotpState> {
@@ -47,16 +59,24 @@ pub async fn state_of(db: &Db, user: UserId) -> Result<TotpState> {
         "SELECT totp_secret, totp_pending, totp_last_step, totp_failures, totp_locked_until FROM users WHERE id = ",
     );
     q.bind(user.0);
-    q.fetch_optional(db.pool())
+    q.fetch_optional::<TotpState, _>(db.pool())
         .await?
-        .ok_or(crate::error::Error::NotFound)
+        .ok_or(crate::error::Error::NotFound)?
+        .decrypted(db.keys()?)
 }
 
-pub async fn set_pending(tx: &mut Tx, user: UserId, secret: &str) -> Result<()> {
+pub async fn set_pending(
+    tx: &mut Tx,
+    keys: &crate::crypto::DataKeys,
+    user: UserId,
+    secret: &str,
+) -> Result<()> {
     let mut q = Q::new("UPDATE users SET totp_pending = ");
-    q.bind(Some(secret.to_owned()))
-        .push(" WHERE id = ")
-        .bind(user.0);
+    q.bind(Some(
+        super::pii::encrypt(keys, "users", "totp_pending", secret).0,
+    ))
+    .push(" WHERE id = ")
+    .bind(user.0);
     q.execute(&mut **tx).await?;
     Ok(())
 }
@@ -65,17 +85,20 @@ pub async fn set_pending(tx: &mut Tx, user: UserId, secret: &str) -> Result<()> 
 /// recovery codes with `codes` (stored hashed).
 pub async fn activate(
     tx: &mut Tx,
+    keys: &crate::crypto::DataKeys,
     user: UserId,
     secret: &str,
     step: i64,
     codes: &[String],
 ) -> Result<()> {
     let mut q = Q::new("UPDATE users SET totp_secret = ");
-    q.bind(Some(secret.to_owned()))
-        .push(", totp_pending = NULL, totp_last_step = ")
-        .bind(step)
-        .push(", totp_failures = 0, totp_locked_until = NULL WHERE id = ")
-        .bind(user.0);
+    q.bind(Some(
+        super::pii::encrypt(keys, "users", "totp_secret", secret).0,
+    ))
+    .push(", totp_pending = NULL, totp_last_step = ")
+    .bind(step)
+    .push(", totp_failures = 0, totp_locked_until = NULL WHERE id = ")
+    .bind(user.0);
     q.execute(&mut **tx).await?;
     let mut q = Q::new("DELETE FROM recovery_codes WHERE user_id = ");
     q.bind(user.0);

@@ -1,8 +1,8 @@
 //! Personal data at rest: which columns are encrypted, the start-up check that the configured
 //! key fits the database, and re-encryption.
 //!
-//! Encrypted: customers' contact e-mail and phone, users' phone. Each has a keyed blind index
-//! for exact-match lookup. A canary value in `settings` tells at start-up whether the key is
+//! Encrypted: customers' contact e-mail and phone, users' phone (each with a keyed blind index
+//! for exact-match lookup), and users' TOTP secrets. A canary value in `settings` tells at start-up whether the key is
 //! the one the data was written with; a wrong or missing key stops the service before it
 //! reads or writes anything, so it never writes plaintext and never loses the old data.
 
@@ -11,11 +11,13 @@ use crate::crypto::{CryptoError, DataKeys};
 use crate::error::{Error, Result};
 use anyhow::bail;
 
-/// `(table, column, index column)` of every encrypted column.
-pub const COLUMNS: &[(&str, &str, &str)] = &[
-    ("customers", "contact_email", "contact_email_idx"),
-    ("customers", "contact_phone", "contact_phone_idx"),
-    ("users", "phone", "phone_idx"),
+/// `(table, column, blind-index column)` of every encrypted column.
+pub const COLUMNS: &[(&str, &str, Option<&str>)] = &[
+    ("customers", "contact_email", Some("contact_email_idx")),
+    ("customers", "contact_phone", Some("contact_phone_idx")),
+    ("users", "phone", Some("phone_idx")),
+    ("users", "totp_secret", None),
+    ("users", "totp_pending", None),
 ];
 
 const CANARY_AAD: &str = "settings.data_key_canary";
@@ -89,7 +91,7 @@ async fn reencrypt_in(tx: &mut Tx, keys: &DataKeys, plaintext_only: bool) -> any
     let mut changed = 0;
     for (table, column, idx) in COLUMNS {
         let rows: Vec<(i64, String)> = Q::new(&format!(
-            "SELECT id, {column} FROM {table} WHERE {column} <> ''"
+            "SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"
         ))
         .fetch_all(&mut **tx)
         .await?;
@@ -103,11 +105,12 @@ async fn reencrypt_in(tx: &mut Tx, keys: &DataKeys, plaintext_only: bool) -> any
                 Err(e) => bail!("{table}.{column} of row {id} cannot be decrypted: {e}"),
             };
             let mut q = Q::new(&format!("UPDATE {table} SET {column} = "));
-            q.bind(keys.encrypt(&a, &plain))
-                .push(&format!(", {idx} = "))
-                .bind(keys.blind_index(&a, &plain))
-                .push(" WHERE id = ")
-                .bind(id);
+            q.bind(keys.encrypt(&a, &plain));
+            if let Some(idx) = idx {
+                q.push(&format!(", {idx} = "))
+                    .bind(keys.blind_index(&a, &plain));
+            }
+            q.push(" WHERE id = ").bind(id);
             q.execute(&mut **tx).await?;
             changed += 1;
         }

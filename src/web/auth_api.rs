@@ -211,7 +211,7 @@ async fn check_code(
 ) -> Result<Option<Response>> {
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    let st = mfa::state(&mut tx, user).await?;
+    let st = mfa::state(&mut tx, s.db.keys()?, user).await?;
     if let Some(retry) = st.locked_for(now) {
         return Ok(Some(locked(retry)));
     }
@@ -363,13 +363,13 @@ pub async fn setup(State(s): State<AppState>, e: Enrolling) -> Result<axum::Json
         .min_dimensions(200, 200)
         .build();
     let mut tx = s.db.begin().await?;
-    if mfa::state(&mut tx, e.user).await?.enabled() {
+    if mfa::state(&mut tx, s.db.keys()?, e.user).await?.enabled() {
         return Err(Error::conflict(
             "mfa_already_enabled",
             "the second factor is already set up; disable it first",
         ));
     }
-    mfa::set_pending(&mut tx, e.user, &secret).await?;
+    mfa::set_pending(&mut tx, s.db.keys()?, e.user, &secret).await?;
     tx.commit().await?;
     Ok(axum::Json(TotpSetup {
         secret,
@@ -405,7 +405,7 @@ pub async fn confirm(
     use rand::RngCore;
     let now = s.clock.now();
     let mut tx = s.db.begin().await?;
-    let st = mfa::state(&mut tx, e.user).await?;
+    let st = mfa::state(&mut tx, s.db.keys()?, e.user).await?;
     let pending = st
         .totp_pending
         .ok_or_else(|| Error::conflict("mfa_not_started", "start with /auth/2fa/setup"))?;
@@ -419,7 +419,7 @@ pub async fn confirm(
             totp::recovery_code(r)
         })
         .collect();
-    mfa::activate(&mut tx, e.user, &pending, step, &codes).await?;
+    mfa::activate(&mut tx, s.db.keys()?, e.user, &pending, step, &codes).await?;
     audit::insert(
         &mut tx,
         now,

@@ -204,6 +204,8 @@ mod sessions_and_mfa {
             let token = done.body["tokens"]["access_token"].as_str().unwrap().to_owned();
             app.call(Method::GET, "/api/v1/me", Some(&token), None).await.assert(StatusCode::OK);
             // The secret and the codes are not stored as given.
+            let stored: String = sqlx::query_scalar(&format!("SELECT totp_secret FROM users WHERE id = {}", admin.id)).fetch_one(app.db.pool()).await.unwrap();
+            assert!(stored.starts_with("enc:v1:") && !stored.contains(&secret), "{stored}");
             let plain: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM recovery_codes WHERE code_hash = '{}'", recovery[0])).fetch_one(app.db.pool()).await.unwrap();
             assert_eq!(plain, 0);
 
