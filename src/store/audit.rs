@@ -218,19 +218,36 @@ pub fn snapshot<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: i64,
+    at: String,
+    user_id: Option<i64>,
+    ip: String,
+    action: String,
+    entity: String,
+    entity_id: Option<i64>,
+    before_json: Option<String>,
+    after_json: Option<String>,
+}
+
+/// One audit entry as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     pub id: i64,
-    pub at: String,
+    #[serde(with = "crate::domain::time::rfc3339")]
+    pub at: DateTime<Utc>,
     pub user_id: Option<i64>,
     pub ip: String,
     pub action: String,
     pub entity: String,
     pub entity_id: Option<i64>,
+    /// The record before the change, if any.
     #[schema(value_type = Option<Object>)]
-    pub before_json: Option<String>,
+    pub before: Option<Value>,
+    /// The record after the change, or details of the event.
     #[schema(value_type = Option<Object>)]
-    pub after_json: Option<String>,
+    pub after: Option<Value>,
 }
 
 /// Lists entries newest first, optionally for one entity.
@@ -250,6 +267,24 @@ pub async fn list(
         q.push(" AND entity_id = ").bind(id);
     }
     page.apply(&mut q, "id");
-    let rows = q.fetch_all(db.pool()).await?;
-    Ok(page.finish(rows, |e: &Entry| e.id))
+    let rows: Vec<EntryRow> = q.fetch_all(db.pool()).await?;
+    let (rows, next) = page.finish(rows, |e| e.id);
+    let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    let entries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Entry {
+                id: r.id,
+                at: super::ts(&r.at)?,
+                user_id: r.user_id,
+                ip: r.ip,
+                action: r.action,
+                entity: r.entity,
+                entity_id: r.entity_id,
+                before: parse(r.before_json),
+                after: parse(r.after_json),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((entries, next))
 }
