@@ -176,11 +176,7 @@ pub async fn list(
 ) -> Result<(Vec<Customer>, Option<String>)> {
     let mut q = select();
     q.scope(access::scope(&ctx.actor, Resource::Customers), SCOPE);
-    if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND c.search LIKE ")
-            .bind(values::like_pattern(t))
-            .push(" ESCAPE '\\'");
-    }
+    q.search("c.search", f.q.as_deref());
     if let Some(e) = f.contact_email.as_deref() {
         q.push(" AND c.contact_email_idx = ")
             .bind(super::pii::index(

@@ -175,9 +175,3 @@ pub async fn use_recovery_code(
         .bind(secret_hash(&norm));
     Ok(q.execute(&mut **tx).await? == 1)
 }
-
-pub async fn unused_recovery_codes(db: &Db, user: UserId) -> Result<i64> {
-    let mut q = Q::new("SELECT COUNT(*) FROM recovery_codes WHERE used_at IS NULL AND user_id = ");
-    q.bind(user.0);
-    q.scalar(db.pool()).await
-}

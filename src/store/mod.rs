@@ -24,7 +24,6 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, Encode, Executor, FromRow, Type};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub type Tx = sqlx::Transaction<'static, Any>;
@@ -51,13 +50,6 @@ impl Backend {
         match self {
             Backend::Sqlite => Some("BEGIN IMMEDIATE"),
             Backend::Postgres => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
         }
     }
 }
@@ -361,6 +353,17 @@ impl Q {
             .rows_affected())
     }
 
+    /// Appends a case-insensitive substring match of `text` on a column holding folded text
+    /// (see `values::search_key`); blank text matches everything.
+    pub fn search(&mut self, column: &str, text: Option<&str>) -> &mut Q {
+        if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
+            self.push(&format!(" AND {column} LIKE "))
+                .bind(crate::domain::values::like_pattern(t))
+                .push(" ESCAPE '\\'");
+        }
+        self
+    }
+
     /// Appends ` AND <the scope's condition>` for a resource whose scope columns are given.
     pub fn scope(&mut self, scope: Scope, cond: ScopeSql) -> &mut Q {
         match scope {
@@ -463,13 +466,6 @@ impl Page {
             None
         };
         (rows, next)
-    }
-}
-
-impl FromStr for Backend {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Backend> {
-        Ok(DatabaseUrl::parse(s)?.backend())
     }
 }
 

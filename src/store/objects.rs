@@ -241,11 +241,7 @@ pub async fn list(
 ) -> Result<(Vec<ServiceObject>, Option<String>)> {
     let mut q = select();
     q.scope(access::scope(&ctx.actor, Resource::Objects), SCOPE);
-    if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND o.search LIKE ")
-            .bind(values::like_pattern(t))
-            .push(" ESCAPE '\\'");
-    }
+    q.search("o.search", f.q.as_deref());
     if let Some(c) = f.customer {
         q.push(" AND o.customer_id = ").bind(c);
     }

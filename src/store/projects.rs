@@ -286,11 +286,7 @@ pub async fn list(
 ) -> Result<(Vec<Project>, Option<String>)> {
     let mut q = select();
     q.scope(access::scope(&ctx.actor, Resource::Projects), SCOPE);
-    if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND p.search LIKE ")
-            .bind(values::like_pattern(t))
-            .push(" ESCAPE '\\'");
-    }
+    q.search("p.search", f.q.as_deref());
     if let Some(c) = f.customer {
         q.push(" AND p.customer_id = ").bind(c);
     }

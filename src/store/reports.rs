@@ -298,11 +298,8 @@ pub async fn list(
             q.push(&format!(" AND {col} = ")).bind(v);
         }
     }
-    if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND LOWER(rp.number) LIKE ")
-            .bind(values::like_pattern(t))
-            .push(" ESCAPE '\\'");
-    }
+    // Act numbers are ASCII, so LOWER folds them alike on both backends.
+    q.search("LOWER(rp.number)", f.q.as_deref());
     page.apply(&mut q, "rp.id");
     let mut tx = db.pool().begin().await?;
     let rows: Vec<Row> = q.fetch_all(&mut *tx).await?;

@@ -340,11 +340,7 @@ pub async fn list(
     if let Some(o) = f.overdue {
         overdue_sql(&mut q, ctx.now, o);
     }
-    if let Some(t) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        q.push(" AND r.search LIKE ")
-            .bind(values::like_pattern(t))
-            .push(" ESCAPE '\\'");
-    }
+    q.search("r.search", f.q.as_deref());
     page.apply(&mut q, "r.id");
     let rows: Vec<Row> = q.fetch_all(db.pool()).await?;
     let (rows, next) = page.finish(rows, |r| r.id);

@@ -123,6 +123,8 @@ both! {
         assert_eq!(app.get("/api/v1/reports", &client).await.ids(), [id]);
         app.get(&format!("/api/v1/reports/{id}"), &other_engineer).await.problem(StatusCode::NOT_FOUND, "not_found");
         assert_eq!(app.get(&format!("/api/v1/reports?request={rid}&status=submitted"), &w.admin).await.ids(), [id]);
+        assert_eq!(app.get("/api/v1/reports?q=ACT-2026", &w.admin).await.ids(), [id]);
+        assert!(app.get("/api/v1/reports?q=ACT-1999", &w.admin).await.ids().is_empty());
     }
 
     async fn draft_reports_can_be_deleted(app) {
