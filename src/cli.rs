@@ -32,6 +32,22 @@ pub enum Command {
     },
     /// Apply pending schema migrations and data patches.
     Migrate,
+    /// Set up a site: create and migrate the database, keys, folders and the first
+    /// administrator. Safe to run again: it creates only what is missing.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Report configuration problems, database reachability, pending migrations and storage
+    /// writability; exit status 1 when something is wrong. Changes nothing.
+    Check,
+    /// Ask a running server whether it is ready (for container health checks): exit status 0
+    /// only when the answer is 200.
+    Healthcheck {
+        /// What to ask; by default `/readyz` on the port of `FERUM_BIND`.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Fill an empty, migrated database with benchmark data (see BENCHMARKS.md).
     #[command(hide = true)]
     BenchSeed {
@@ -55,6 +71,12 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SiteCommand {
+    /// Create and migrate the database, keys and folders, and the first administrator.
+    Init,
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,10 +109,26 @@ pub enum UserCommand {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+/// Runs a command; the exit status is failure when a check found problems.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
     match cli.command {
+        Command::Check => return Ok(crate::ops::check().await),
+        Command::Healthcheck { url } => return crate::ops::healthcheck(url).await,
+        _ => {}
+    }
+    let config = Config::from_env()?;
+    run_with(cli.command, config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_with(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Check | Command::Healthcheck { .. } => unreachable!("handled by run"),
         Command::Serve { bind } => serve(&config, &bind).await,
+        Command::Site {
+            command: SiteCommand::Init,
+        } => site_init(&config).await,
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 2).await?;
             let report = migrate::run(&db, system_now()).await?;
@@ -219,7 +257,7 @@ fn print_migrations(report: &migrate::Report) {
 }
 
 /// Opens the database, refusing one whose schema is newer than this binary, and migrates it.
-async fn open(config: &Config) -> anyhow::Result<Db> {
+pub(crate) async fn open(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(&config.database_url, config.db_max_connections).await?;
     let status = migrate::status(&db).await?;
     migrate::ensure_not_newer(&status)?;
@@ -272,10 +310,34 @@ fn describe(e: crate::error::Error) -> String {
     }
 }
 
-/// Creates the first administrator when there are no users at all.
-async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
+/// `ferum site init`: everything a new site needs, creating only what is missing.
+async fn site_init(config: &Config) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    config.token_secret()?;
+    for dir in [&config.data_dir, &config.files_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let created = bootstrap_admin(&db, config).await?;
+    let users = users::count(&db).await?;
+    db.close().await;
+    println!(
+        "site ready: database {} at schema version {}, files in {}, {users} user(s){}",
+        config.database_url,
+        migrate::latest_version(),
+        config.files_dir.display(),
+        if created {
+            ""
+        } else {
+            "; the first administrator already existed, nothing to create"
+        }
+    );
+    Ok(())
+}
+
+/// Creates the first administrator when there are no users at all; says whether it did.
+async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<bool> {
     if users::count(db).await? > 0 {
-        return Ok(());
+        return Ok(false);
     }
     let email = config
         .admin_email
@@ -308,7 +370,7 @@ async fn bootstrap_admin(db: &Db, config: &Config) -> anyhow::Result<()> {
             row.email
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
@@ -325,7 +387,21 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
             .await
             .context("connecting to REDIS_URL for rate limits")?,
         limits: config.limits.clone(),
+        metrics: Default::default(),
+        metrics_token: config.metrics_token.as_deref().map(Into::into),
     };
+    if let Some(metrics_bind) = &config.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(metrics_bind)
+            .await
+            .with_context(|| format!("cannot listen on FERUM_METRICS_BIND {metrics_bind}"))?;
+        println!("Metrics are at http://{}/metrics", listener.local_addr()?);
+        let metrics = crate::web::metrics::router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let app = router(state, &config.web());
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -26,6 +26,14 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// The address users reach the service at (`FERUM_PUBLIC_URL`); `https://` turns on HSTS.
     pub public_url: Option<String>,
+    /// Where stored files (photos, documents) live (`FERUM_FILES_DIR`).
+    pub files_dir: PathBuf,
+    /// A separate listener for `/metrics` (`FERUM_METRICS_BIND`), kept off the public port.
+    pub metrics_bind: Option<String>,
+    /// A bearer token that opens `/metrics` on the main listener (`FERUM_METRICS_TOKEN`).
+    pub metrics_token: Option<String>,
+    /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -65,8 +73,21 @@ impl Config {
             crate::store::Backend::Sqlite => 8,
             crate::store::Backend::Postgres => 16,
         };
+        let metrics_token = var("FERUM_METRICS_TOKEN");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            bail!("FERUM_METRICS_TOKEN must be at least 16 characters");
+        }
         Ok(Config {
             database_url,
+            files_dir: var("FERUM_FILES_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("files")),
+            metrics_bind: var("FERUM_METRICS_BIND"),
+            trusted_proxies: crate::domain::net::parse_networks(
+                &var("FERUM_TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("FERUM_TRUSTED_PROXIES: {e}"))?,
+            metrics_token,
             data_dir,
             max_body_bytes: number("FERUM_MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: number("FERUM_DB_MAX_CONNECTIONS", default_conns)?,
@@ -110,6 +131,7 @@ impl Config {
                 .public_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 

@@ -226,6 +226,17 @@ impl DataKeys {
             .join(",")
     }
 
+    /// The keys from `env_value` or `data_dir/data.key`, without creating anything; `None`
+    /// when neither exists.
+    pub fn load(data_dir: &Path, env_value: Option<&str>) -> anyhow::Result<Option<DataKeys>> {
+        if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
+            return DataKeys::parse(value)
+                .context("FERUM_DATA_KEY is invalid")
+                .map(Some);
+        }
+        read_key_file(&data_dir.join(KEY_FILE))
+    }
+
     /// The keys from `env_value` (`FERUM_DATA_KEY`; blank counts as unset) if given, else from
     /// `data_dir/data.key`, which is generated (mode 0600) if missing. The flag says whether
     /// the file was created now.

@@ -1,22 +1,33 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let filter =
-        EnvFilter::try_from_env("FERUM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let json = std::env::var("FERUM_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+fn main() -> std::process::ExitCode {
+    // `.env` first: it may set the log settings and the Sentry DSN read next.
+    if let Err(e) = ferum::telemetry::load_dotenv() {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
     }
     let cli = ferum::cli::Cli::parse();
-    match ferum::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    // Sentry starts before the runtime so that every worker thread reports to it.
+    let _telemetry = match ferum::telemetry::init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(ferum::cli::run(cli));
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

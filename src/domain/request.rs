@@ -132,6 +132,19 @@ pub fn is_overdue(
     active && (now > close_by || (!assigned && now > assign_by))
 }
 
+/// Mean seconds from start to end over `spans` (reported → completed), or `None` without any.
+/// Spans that end before they start count as zero.
+pub fn mean_resolution_seconds(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> Option<f64> {
+    if spans.is_empty() {
+        return None;
+    }
+    let total: i64 = spans
+        .iter()
+        .map(|(start, end)| (*end - *start).num_seconds().max(0))
+        .sum();
+    Some(total as f64 / spans.len() as f64)
+}
+
 /// `actual_end − actual_start` in hours, two decimals, when both are set.
 pub fn duration_hours(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Option<String> {
     let (s, e) = (start?, end?);
@@ -331,6 +344,20 @@ pub fn transition(actor: &Actor, f: TransitionFacts) -> Result<TransitionEffects
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mean_resolution_seconds_averages_spans_and_ignores_negative_ones() {
+        let t = |h: i64| chrono::DateTime::UNIX_EPOCH + chrono::Duration::hours(h);
+        assert_eq!(super::mean_resolution_seconds(&[]), None);
+        assert_eq!(
+            super::mean_resolution_seconds(&[(t(0), t(2)), (t(10), t(14))]),
+            Some(3.0 * 3600.0)
+        );
+        assert_eq!(
+            super::mean_resolution_seconds(&[(t(5), t(1)), (t(0), t(1))]),
+            Some(1800.0)
+        );
+    }
+
     use super::*;
     use crate::domain::ids::UserId;
     use chrono::TimeZone;

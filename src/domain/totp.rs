@@ -61,7 +61,8 @@ pub fn verify(secret_base32: &str, code: &str, now_unix: i64, last_step: i64) ->
         .find(|s| constant_time_eq(t.generate((*s * STEP) as u64).as_bytes(), code.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -102,6 +102,37 @@ pub async fn status(db: &Db) -> anyhow::Result<Status> {
     Ok(Status { current, pending })
 }
 
+/// Whether the database can serve this binary, without changing anything: `None` when it can,
+/// otherwise why not (pending migrations, or a newer schema). An unreachable database is an error.
+pub async fn readiness(db: &Db) -> anyhow::Result<Option<String>> {
+    let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
+        "SELECT version FROM schema_migrations ORDER BY version",
+    )
+    .fetch_all(db.pool())
+    .await
+    {
+        Ok(v) => v,
+        Err(sqlx::Error::Database(e)) => {
+            // No bookkeeping table yet: nothing is migrated.
+            tracing::debug!(error = %e, "reading schema_migrations");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let current = applied.iter().copied().max().unwrap_or(0);
+    if current > latest_version() {
+        return Ok(Some(format!(
+            "database schema {current} is newer than this ferum ({})",
+            latest_version()
+        )));
+    }
+    let pending = MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    Ok((pending > 0).then(|| format!("{pending} schema migration(s) pending")))
+}
+
 /// Refuses a database whose schema is newer than this binary.
 pub fn ensure_not_newer(status: &Status) -> anyhow::Result<()> {
     if status.current > latest_version() {

@@ -15,6 +15,7 @@ pub mod projects;
 pub mod reports;
 pub mod requests;
 pub mod sessions;
+pub mod stats;
 pub mod users;
 
 use crate::domain::access::{Actor, Scope};
@@ -235,6 +236,18 @@ impl Db {
             None => self.writer.begin().await?,
         };
         Ok(tx)
+    }
+
+    /// Connection counts of each pool: (name, open, idle, maximum).
+    pub fn pool_stats(&self) -> Vec<(&'static str, u32, u32, u32)> {
+        let one = |name, p: &AnyPool| {
+            let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+            (name, p.size(), idle, p.options().get_max_connections())
+        };
+        match self.backend {
+            Backend::Sqlite => vec![one("read", &self.pool), one("write", &self.writer)],
+            Backend::Postgres => vec![one("main", &self.pool)],
+        }
     }
 
     pub async fn close(&self) {

@@ -42,9 +42,9 @@ pub fn index(keys: &DataKeys, table: &str, column: &str, value: &str) -> String 
     keys.blind_index(&aad(table, column), value)
 }
 
-/// Checks the key against the database, then encrypts any value still in plaintext (data
-/// written before encryption existed). Refuses a key that cannot read the data.
-pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
+/// Checks, reading only, that `keys` decrypt this database's personal data; returns the canary
+/// (absent in a database that never had a key).
+pub async fn verify_key(db: &Db, keys: &DataKeys) -> anyhow::Result<Option<String>> {
     let canary: Option<String> =
         Q::new("SELECT value FROM settings WHERE name = 'data_key_canary'")
             .fetch_optional::<(String,), _>(db.pool())
@@ -74,6 +74,13 @@ pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(canary)
+}
+
+/// Checks the key against the database, then encrypts any value still in plaintext (data
+/// written before encryption existed). Refuses a key that cannot read the data.
+pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
+    let canary = verify_key(db, keys).await?;
     let mut tx = db.begin().await?;
     if canary.is_none() {
         let mut q = Q::new("INSERT INTO settings (name, value) VALUES ('data_key_canary', ");

@@ -285,7 +285,7 @@ fn search(number: &str, subject: &str, description: &str) -> String {
     values::search_key(&[number, subject, description])
 }
 
-fn overdue_sql(q: &mut Q, now: DateTime<Utc>, want: bool) {
+pub(crate) fn overdue_sql(q: &mut Q, now: DateTime<Utc>, want: bool) {
     q.push(if want { " AND " } else { " AND NOT " });
     q.push("(r.status IN ('open', 'in_progress') AND (r.close_by < ")
         .bind(db_ts(now))

@@ -216,7 +216,14 @@ pub fn bearer(parts: &Parts) -> Result<&str, Error> {
         ))
 }
 
+/// The client's address as worked out from the connection and trusted proxies' headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 pub fn client_ip(parts: &Parts) -> String {
+    if let Some(ClientAddr(ip)) = parts.extensions.get::<ClientAddr>() {
+        return ip.to_string();
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

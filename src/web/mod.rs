@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth_api;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod problem;
 
 use crate::auth::TokenKeys;
@@ -27,6 +28,10 @@ pub struct AppState {
     pub security: Security,
     pub limiter: crate::throttle::Limiter,
     pub limits: limits::Limits,
+    /// HTTP counters and histograms; business gauges are read at scrape time.
+    pub metrics: std::sync::Arc<metrics::Metrics>,
+    /// Opens `/metrics` on the main listener when set (`FERUM_METRICS_TOKEN`).
+    pub metrics_token: Option<std::sync::Arc<str>>,
 }
 
 /// Sign-in policy.
@@ -57,14 +62,15 @@ pub struct WebConfig {
     pub cors_origins: Vec<String>,
     /// Served to browsers over HTTPS (through a TLS proxy): send HSTS.
     pub https: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`FERUM_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-/// The whole application: API, OpenAPI document, problem answers for unknown routes.
+/// The whole application: API, OpenAPI document, probes, problem answers for unknown routes.
 pub fn router(state: AppState, web: &WebConfig) -> Router {
-    let max_body_bytes = web.max_body_bytes;
     let (api, openapi) = api::routes().split_for_parts();
     let doc = serde_json::to_string(&openapi).expect("the OpenAPI document serialises");
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .route(
             "/api/v1/openapi.json",
@@ -79,6 +85,19 @@ pub fn router(state: AppState, web: &WebConfig) -> Router {
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics::serve_with_token));
+    layered(routes, state, web)
+}
+
+/// Wraps routes in what every answer goes through: request id and logging, metrics, panic
+/// recovery, security headers, CORS and the body limit.
+pub fn layered(routes: Router<AppState>, state: AppState, web: &WebConfig) -> Router {
+    let context = RequestContext {
+        metrics: state.metrics.clone(),
+        trusted_proxies: web.trusted_proxies.clone().into(),
+    };
+    routes
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|| async {
             Error::BadRequest {
@@ -87,14 +106,49 @@ pub fn router(state: AppState, web: &WebConfig) -> Router {
                 fields: vec![],
             }
         })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(web.max_body_bytes))
         .layer(cors(&web.cors_origins))
         .layer(axum::middleware::from_fn_with_state(
             web.https,
             security_headers,
         ))
-        .layer(axum::middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            context,
+            request_context,
+        ))
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked. The panic itself is logged (and sent to
+/// Sentry) by the panic hook; the client gets a problem with the request id.
+fn panic_answer(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    use axum::response::IntoResponse;
+    problem::problem(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "something went wrong on our side; quote the request id when reporting it".into(),
+        vec![],
+        None,
+    )
+    .into_response()
+}
+
+/// Ready to serve: the database answers and its schema is this binary's.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let problem = match crate::store::migrate::readiness(&state.db).await {
+        Ok(None) => return (StatusCode::OK, "ready").into_response(),
+        Ok(Some(why)) => why,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            "database unreachable".to_owned()
+        }
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, problem).into_response()
 }
 
 /// CORS for the configured origins only; with none configured, browsers on other origins get
@@ -158,9 +212,36 @@ async fn security_headers(
     res
 }
 
+/// What the outermost middleware needs.
+#[derive(Clone)]
+struct RequestContext {
+    metrics: std::sync::Arc<metrics::Metrics>,
+    trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
+}
+
 /// Gives every request an id (or keeps a sane one from `X-Request-Id`), echoes it on the
 /// response, and logs the request with it.
-async fn request_context(req: Request, next: Next) -> Response {
+async fn request_context(
+    axum::extract::State(context): axum::extract::State<RequestContext>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    use tracing::Instrument;
+    let metrics = &context.metrics;
+    if let Some(peer) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+    {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let client = crate::domain::net::client_address(peer, &forwarded, &context.trusted_proxies);
+        req.extensions_mut().insert(extract::ClientAddr(client));
+    }
     let id = req
         .headers()
         .get("x-request-id")
@@ -174,16 +255,33 @@ async fn request_context(req: Request, next: Next) -> Response {
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
     let started = std::time::Instant::now();
-    let mut res = problem::REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    tracing::info!(
-        request_id = %id,
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut res = problem::REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    metrics.observe(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        elapsed.as_secs_f64(),
     );
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            %path,
+            status = res.status().as_u16(),
+            ms = elapsed.as_millis() as u64,
+            "request"
+        );
+    });
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);
     }

@@ -9,6 +9,7 @@ mod bad_input;
 mod catalog;
 mod concurrency;
 mod migrations;
+mod ops;
 mod reports;
 mod requests;
 mod security;

@@ -173,11 +173,14 @@ impl TestApp {
             security: ferum::web::Security::default(),
             limiter: ferum::throttle::Limiter::memory(),
             limits: ferum::web::limits::Limits::default(),
+            metrics: Default::default(),
+            metrics_token: None,
         };
         let web = WebConfig {
             max_body_bytes: MAX_BODY,
             cors_origins: vec!["https://desk.example.ru".into()],
             https: true,
+            trusted_proxies: vec![],
         };
         TestApp {
             data_key,
@@ -198,6 +201,7 @@ impl TestApp {
             max_body_bytes: MAX_BODY,
             cors_origins: vec![],
             https: true,
+            trusted_proxies: vec![],
         };
         self.router = router(self.state.clone(), &web);
     }
