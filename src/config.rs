@@ -11,6 +11,8 @@ use std::path::PathBuf;
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub data_dir: PathBuf,
+    /// The stored-files folder (`FERUM_FILES_DIR`, default `<data dir>/files`).
+    pub files_dir: PathBuf,
     pub max_body_bytes: usize,
     pub db_max_connections: u32,
     pub token_ttl: Duration,
@@ -65,8 +67,12 @@ impl Config {
             crate::store::Backend::Sqlite => 8,
             crate::store::Backend::Postgres => 16,
         };
+        let files_dir = var("FERUM_FILES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("files"));
         Ok(Config {
             database_url,
+            files_dir,
             data_dir,
             max_body_bytes: number("FERUM_MAX_BODY_BYTES", 1024 * 1024)?,
             db_max_connections: number("FERUM_DB_MAX_CONNECTIONS", default_conns)?,
