@@ -317,7 +317,7 @@ fn read_with(
         let Some(ids) = identities()? else {
             bail!(
                 "the archive is encrypted with age: give the identity file with --identity FILE \
-                 (or FERUM_BACKUP_AGE_IDENTITY)"
+                 (or FERUM_BACKUP_AGE_IDENTITY); nothing was changed"
             );
         };
         let dec = age::Decryptor::new_buffered(buffered)
