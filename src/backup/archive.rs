@@ -103,6 +103,20 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// A reader that advances a progress line it borrows.
+struct Advancing<'a, R> {
+    inner: R,
+    progress: &'a mut Progress,
+}
+
+impl<R: Read> Read for Advancing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
 /// Where the compressed stream goes: the file, or age encrypting into the file.
 enum Sink<W: Write> {
     Plain(W),
@@ -136,10 +150,12 @@ pub struct Writer<W: Write> {
 impl<W: Write> Writer<W> {
     /// Starts an archive; with a recipient, everything is encrypted to it. `mtime` is the
     /// time stamp of every entry (the backup time), so archives do not depend on file dates.
+    /// `total` (the bytes of all parts, when known) is for the progress line.
     pub fn new(
         out: W,
         recipient: Option<&age::x25519::Recipient>,
         mtime: u64,
+        total: Option<u64>,
     ) -> anyhow::Result<Writer<W>> {
         let sink = match recipient {
             None => Sink::Plain(out),
@@ -157,7 +173,7 @@ impl<W: Write> Writer<W> {
             tar,
             parts: Vec::new(),
             mtime,
-            progress: Progress::new("writing the archive", Unit::Bytes, None),
+            progress: Progress::new("writing the archive", Unit::Bytes, total),
         })
     }
 
@@ -169,9 +185,10 @@ impl<W: Write> Writer<W> {
         header.set_mode(0o644);
         header.set_mtime(self.mtime);
         header.set_entry_type(tar::EntryType::Regular);
-        let mut reader = Hashing::new(Counting {
+        self.progress.set_label(format!("archiving {path}"));
+        let mut reader = Hashing::new(Advancing {
             inner: data.take(size),
-            progress: Progress::new(format!("archiving {path}"), Unit::Bytes, Some(size)),
+            progress: &mut self.progress,
         });
         self.tar
             .append_data(&mut header, path, &mut reader)
@@ -179,7 +196,6 @@ impl<W: Write> Writer<W> {
         if reader.size != size {
             bail!("{path} changed while it was being archived; take the backup again");
         }
-        self.progress.inc(size);
         self.parts.push(Part {
             path: path.to_owned(),
             size,
@@ -494,7 +510,7 @@ mod tests {
     }
 
     fn archive(recipient: Option<&age::x25519::Recipient>) -> Vec<u8> {
-        let mut w = Writer::new(Vec::new(), recipient, 0).unwrap();
+        let mut w = Writer::new(Vec::new(), recipient, 0, None).unwrap();
         let rows = b"{\"id\":1}\n{\"id\":2}\n";
         w.append("tables/t.jsonl", rows.len() as u64, &rows[..])
             .unwrap();

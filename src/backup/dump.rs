@@ -220,8 +220,13 @@ pub async fn dump(db: &Db, dir: &Path) -> anyhow::Result<Dumped> {
     std::fs::create_dir_all(dir)?;
     let mut progress = Progress::new("dumping", Unit::Rows, None);
     let mut counts = Vec::new();
-    for table in &tables {
-        progress.set_label(format!("dumping {}", table.name));
+    for (i, table) in tables.iter().enumerate() {
+        progress.set_label(format!(
+            "dumping table {}/{} ({})",
+            i + 1,
+            tables.len(),
+            table.name
+        ));
         let cols: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
         let order: Vec<String> = if table.primary_key.is_empty() {
             cols.clone()

@@ -18,7 +18,7 @@ use crate::store::{Backend, DatabaseUrl, Db, migrate};
 use anyhow::{Context, bail};
 use archive::{KEY_PART, Manifest, MigrationRecord};
 use chrono::{DateTime, SecondsFormat, Utc};
-use progress::{human_bytes, thousands};
+use progress::{count, human_bytes, thousands};
 use std::path::{Path, PathBuf};
 use target::{Location, Target};
 
@@ -100,11 +100,11 @@ pub struct BackupReport {
 impl BackupReport {
     pub fn summary(&self) -> String {
         format!(
-            "wrote {} ({} tables, {} rows, {} files, {}{})",
+            "wrote {} ({}, {}, {}, {}{})",
             self.location,
-            self.manifest.tables.len(),
-            thousands(self.manifest.rows()),
-            thousands(self.manifest.files),
+            count(self.manifest.tables.len() as u64, "table"),
+            count(self.manifest.rows(), "row"),
+            count(self.manifest.files, "file"),
             human_bytes(self.size),
             if self.manifest.encrypted {
                 ", encrypted with age"
@@ -220,7 +220,14 @@ pub async fn backup(
             .suffix(".partial")
             .tempfile_in(&scratch)?;
         let out = std::io::BufWriter::new(tmp.reopen()?);
-        let mut w = archive::Writer::new(out, recipient.as_ref(), mtime)?;
+        let mut total = 0;
+        for (t, _) in &tables {
+            total += std::fs::metadata(staging_path.join(format!("{t}.jsonl")))?.len();
+        }
+        for (_, path) in &files {
+            total += std::fs::metadata(path)?.len();
+        }
+        let mut w = archive::Writer::new(out, recipient.as_ref(), mtime, Some(total))?;
         for (t, _) in &tables {
             w.append_file(
                 &format!("tables/{t}.jsonl"),
@@ -366,11 +373,11 @@ impl Verified {
                 }
             ),
             format!(
-                "checked {} parts: {} tables ({} rows), {} files — sizes and SHA-256 match the manifest",
-                m.parts.len(),
-                m.tables.len(),
-                thousands(m.rows()),
-                thousands(m.files)
+                "checked {}: {} ({}), {} — sizes and SHA-256 match the manifest",
+                count(m.parts.len() as u64, "part"),
+                count(m.tables.len() as u64, "table"),
+                count(m.rows(), "row"),
+                count(m.files, "file")
             ),
         ]
     }
@@ -379,6 +386,7 @@ impl Verified {
 /// Reads a whole archive and checks it without touching any database.
 pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<Verified> {
     let loc = Location::parse(location)?;
+    tracing::info!(archive = %location, "verify: reading and checking the archive");
     let identity = identity.map(Path::to_path_buf);
     let (opened, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
@@ -417,10 +425,10 @@ pub struct Restored {
 impl Restored {
     pub fn describe(&self, location: &str) -> Vec<String> {
         let mut lines = vec![format!(
-            "restored {} tables ({} rows) and {} files from {location} (schema version {}, {} → {})",
-            self.manifest.tables.len(),
-            thousands(self.rows),
-            thousands(self.files),
+            "restored {} ({}) and {} from {location} (schema version {}, {} → {})",
+            count(self.manifest.tables.len() as u64, "table"),
+            count(self.rows, "row"),
+            count(self.files, "file"),
             self.manifest.schema_version,
             self.manifest.source_backend,
             backend_name(self.target_backend)
@@ -479,6 +487,7 @@ pub async fn restore(
         .tempdir_in(&scratch)
         .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
     let dir = staging.path().to_path_buf();
+    tracing::info!(archive = %location, "restore: reading and checking the archive");
     let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
         archive::read(input, size, identity.as_deref(), Some(&dir))
@@ -532,6 +541,7 @@ pub async fn restore(
             files_dir.display()
         );
     }
+    tracing::info!(database = %url, rows = manifest.rows(), "restore: archive checked; loading the database");
     let db = Db::connect(url, 2).await?;
     let result = restore_into(&db, staging.path(), &manifest, opts, url, now).await;
     let (rows, migrated, audit_entries) = match result {
@@ -548,6 +558,7 @@ pub async fn restore(
         std::fs::create_dir_all(&new_files)?;
     }
     swap_in(&new_files, files_dir)?;
+    tracing::info!(files = manifest.files, folder = %files_dir.display(), "restore: database committed, files in place");
     let key_written = match (source, &opened.data_key) {
         (KeySource::Archive, Some(k)) => {
             let path = data_dir.join(crate::crypto::KEY_FILE);

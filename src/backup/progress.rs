@@ -120,6 +120,16 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `3456, "row"` → `3,456 rows`; `1, "file"` → `1 file`.
+pub fn count(n: u64, noun: &str) -> String {
+    let noun = match (n, noun) {
+        (1, _) => noun.to_owned(),
+        (_, "entry") => "entries".to_owned(),
+        _ => format!("{noun}s"),
+    };
+    format!("{} {noun}", thousands(n))
+}
+
 /// `1288490` → `1.2 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -145,6 +155,9 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(3456), "3,456");
         assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(3456, "row"), "3,456 rows");
+        assert_eq!(count(0, "entry"), "0 entries");
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(1_288_490), "1.2 MiB");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
