@@ -607,9 +607,16 @@ async fn restore_into(
         .iter()
         .map(|(t, n)| (t.clone(), *n))
         .collect();
-    let mut tx = db.begin().await?;
-    let rows = dump::load(&mut tx, &staging.join("tables"), &tables, &versions).await?;
-    tx.commit().await.context("committing the restored rows")?;
+    let loaded = async {
+        let mut tx = db.begin().await?;
+        let rows = dump::load(&mut tx, &staging.join("tables"), &tables, &versions).await?;
+        tx.commit().await.context("committing the restored rows")?;
+        anyhow::Ok(rows)
+    };
+    // Dropping the transaction on an error rolls it back, drops and loads alike.
+    let rows = loaded
+        .await
+        .context("the restore failed and was rolled back; nothing was changed")?;
     let migrated = migrate::run(db, now).await?;
     let audit = crate::store::audit::verify(db)
         .await

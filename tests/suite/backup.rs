@@ -318,6 +318,21 @@ both! {
         cfg.target = Target::Local(site.backups().join("newer"));
         let newer = backup::backup(&app.db, &cfg, start_time() + chrono::Duration::seconds(2)).await.unwrap().location;
         sqlx::query("DELETE FROM schema_migrations WHERE version = 9999").execute(app.db.pool()).await.unwrap();
+        // A well-formed archive whose rows break a foreign key: the load fails halfway.
+        let unpacked = tempfile::tempdir().unwrap();
+        let opened = backup::archive::read(std::fs::File::open(&good).unwrap(), None, None, Some(unpacked.path())).unwrap();
+        let requests = unpacked.path().join("tables/service_requests.jsonl");
+        let mut rows: Vec<Value> = std::fs::read_to_string(&requests).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        rows[1]["object_id"] = json!(999_999);
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(&requests, text).unwrap();
+        let orphan = scratch.path().join("orphan.tar.gz");
+        let mut w = backup::archive::Writer::new(std::fs::File::create(&orphan).unwrap(), None, 0, None).unwrap();
+        for part in &opened.manifest.parts {
+            w.append_file(&part.path, &unpacked.path().join(&part.path)).unwrap();
+        }
+        w.finish(opened.manifest.clone()).unwrap();
+        backup::verify(&orphan.display().to_string(), None).await.unwrap();
         // A data folder whose key is another site's.
         let wrong_key_dir = tempfile::tempdir().unwrap();
         std::fs::write(wrong_key_dir.path().join("data.key"), ferum::crypto::DataKeys::generate().to_config_string()).unwrap();
@@ -338,6 +353,7 @@ both! {
             ("wrong identity", foreign.clone(), RestoreOptions { replace: true, identity: Some(my_identity.clone()) }, site.dir.path(), "cannot decrypt: the identity does not match this archive's recipient"),
             ("newer schema", newer.clone(), replace.clone(), site.dir.path(), &newer_message),
             ("wrong data key", good.clone(), replace.clone(), wrong_key_dir.path(), "the personal-data key here does not match the archive's; set FERUM_DATA_KEY to the key of the site the backup came from"),
+            ("rows that break a foreign key", orphan.display().to_string(), replace.clone(), site.dir.path(), "the restore failed and was rolled back"),
             ("not empty", good.clone(), RestoreOptions::default(), site.dir.path(), "is not empty"),
         ];
         for (what, archive, opts, data_dir, expected) in cases {
