@@ -56,6 +56,16 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         requests: usize,
     },
+    /// Take a backup (database, stored files, manifest), or check one with `backup verify`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        command: Option<crate::backup::BackupCommand>,
+        #[command(flatten)]
+        args: crate::backup::BackupArgs,
+    },
+    /// Restore a backup into an empty database of either kind (or replace one with --replace).
+    Restore(crate::backup::RestoreArgs),
     /// Check the audit log's hash chain.
     Audit {
         #[command(subcommand)]
@@ -129,6 +139,10 @@ async fn run_with(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Site {
             command: SiteCommand::Init,
         } => site_init(&config).await,
+        Command::Backup { command, args } => {
+            crate::backup::run_backup(&config, command, args).await
+        }
+        Command::Restore(args) => crate::backup::run_restore(&config, args).await,
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 2).await?;
             let report = migrate::run(&db, system_now()).await?;
@@ -402,6 +416,11 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
             }
         });
     }
+    crate::backup::spawn_schedule(
+        db.clone(),
+        crate::backup::BackupConfig::from_env(config)?,
+        Clock::System,
+    );
     let app = router(state, &config.web());
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -270,6 +270,20 @@ impl DataKeys {
         }
     }
 
+    /// The keys from `env_value` (`FERUM_DATA_KEY`; blank counts as unset) or the key file in
+    /// `data_dir`, without creating one; `None` if neither exists.
+    pub fn load_existing(
+        data_dir: &Path,
+        env_value: Option<&str>,
+    ) -> anyhow::Result<Option<DataKeys>> {
+        if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
+            return DataKeys::parse(value)
+                .context("FERUM_DATA_KEY is invalid")
+                .map(Some);
+        }
+        read_key_file(&data_dir.join(KEY_FILE))
+    }
+
     /// Id of the current key (the one new values are encrypted with).
     pub fn current_id(&self) -> &str {
         &self.keys[0].0
@@ -397,7 +411,7 @@ impl DataKeys {
 }
 
 /// Reads a key file; `None` if it does not exist.
-fn read_key_file(path: &Path) -> anyhow::Result<Option<DataKeys>> {
+pub fn read_key_file(path: &Path) -> anyhow::Result<Option<DataKeys>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -422,7 +436,7 @@ fn read_key_file(path: &Path) -> anyhow::Result<Option<DataKeys>> {
 }
 
 /// Creates a file only its owner can read; fails with `AlreadyExists` if it exists.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

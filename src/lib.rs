@@ -1,6 +1,7 @@
 //! Ferum: service management for fire-safety maintenance companies.
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

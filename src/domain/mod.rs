@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backup;
 pub mod ids;
 pub mod net;
 pub mod project;

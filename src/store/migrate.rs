@@ -1,7 +1,7 @@
 //! Versioned schema migrations embedded in the binary, plus named, idempotent data patches.
 //! Both are recorded in the database.
 
-use super::{Backend, Db, Q};
+use super::{Backend, Db, Q, Tx};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
@@ -76,12 +76,40 @@ pub struct Status {
     pub pending: Vec<i64>,
 }
 
+/// The tables that record applied migrations and data patches.
+const BOOKKEEPING: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS data_patches (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+];
+
 async fn ensure_bookkeeping(db: &Db) -> anyhow::Result<()> {
-    for sql in [
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS data_patches (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
-    ] {
+    for sql in BOOKKEEPING {
         sqlx::query(sql).execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// Builds the schema of the given migration versions inside `tx` (bookkeeping tables
+/// included) without recording them: a restore loads the archive's own records, then
+/// [`run`] applies whatever is newer. Every version must be one this binary knows.
+pub async fn build_schema(tx: &mut Tx, versions: &[i64]) -> anyhow::Result<()> {
+    for sql in BOOKKEEPING {
+        sqlx::query(sql).execute(&mut **tx).await?;
+    }
+    let backend = super::tx_backend(tx);
+    for v in versions {
+        let m = MIGRATIONS
+            .iter()
+            .find(|m| m.version == *v)
+            .with_context(|| format!("migration {v} is unknown to this ferum"))?;
+        let sql = match backend {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut **tx)
+            .await
+            .with_context(|| format!("migration {} failed", m.name))?;
     }
     Ok(())
 }

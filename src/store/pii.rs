@@ -21,6 +21,8 @@ pub const COLUMNS: &[(&str, &str, Option<&str>)] = &[
 ];
 
 const CANARY_AAD: &str = "settings.data_key_canary";
+/// The `settings` row whose value proves which key the data was encrypted with.
+pub const CANARY_SETTING: &str = "data_key_canary";
 const CANARY: &str = "ferum data key canary";
 
 /// Associated data of a column: binds a ciphertext to where it belongs.
@@ -40,6 +42,11 @@ pub fn decrypt(keys: &DataKeys, table: &str, column: &str, stored: &str) -> Resu
 
 pub fn index(keys: &DataKeys, table: &str, column: &str, value: &str) -> String {
     keys.blind_index(&aad(table, column), value)
+}
+
+/// Whether `keys` open a canary value read from `settings` (e.g. in a backup archive).
+pub fn canary_fits(keys: &DataKeys, stored: &str) -> std::result::Result<(), CryptoError> {
+    keys.decrypt(CANARY_AAD, stored).map(|_| ())
 }
 
 /// Checks, reading only, that `keys` decrypt this database's personal data; returns the canary

@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod auth;
+mod backup;
 mod bad_input;
 mod catalog;
 mod concurrency;

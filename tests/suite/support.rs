@@ -97,6 +97,85 @@ impl Drop for Guard {
     }
 }
 
+/// A new, empty PostgreSQL database (dropped with the guard), if PostgreSQL is configured.
+async fn empty_postgres() -> Option<(DatabaseUrl, Guard)> {
+    let admin_url = postgres_url()?;
+    let name = unique_name();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("FERUM_TEST_POSTGRES_URL is set but the server is unreachable: {e}")
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut u = url::Url::parse(&admin_url).unwrap();
+    u.set_path(&format!("/{name}"));
+    let url = DatabaseUrl::parse(u.as_str()).unwrap();
+    Some((url, Guard::Postgres { admin_url, name }))
+}
+
+/// An empty database (no schema at all) with a data folder beside it: where a restore goes.
+pub struct EmptyTarget {
+    pub url: DatabaseUrl,
+    /// The data folder (`data.key`) and, inside it, the stored-files folder `files`.
+    pub dir: tempfile::TempDir,
+    guard: Guard,
+}
+
+impl EmptyTarget {
+    pub fn sqlite() -> EmptyTarget {
+        let db_dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(&format!(
+            "sqlite://{}",
+            db_dir.path().join("restored.db").display()
+        ))
+        .unwrap();
+        EmptyTarget {
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            guard: Guard::Sqlite(db_dir),
+        }
+    }
+
+    pub async fn postgres() -> Option<EmptyTarget> {
+        let (url, guard) = empty_postgres().await?;
+        Some(EmptyTarget {
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            guard,
+        })
+    }
+
+    /// An empty target of the same kind as `url`.
+    pub async fn like(url: &DatabaseUrl) -> EmptyTarget {
+        match url.backend() {
+            ferum::store::Backend::Sqlite => EmptyTarget::sqlite(),
+            ferum::store::Backend::Postgres => EmptyTarget::postgres().await.unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn files_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("files")
+    }
+
+    /// The app over the restored database, opened with the given personal-data keys.
+    pub async fn into_app(self, data_key: &str) -> (TestApp, tempfile::TempDir) {
+        let keys = ferum::crypto::DataKeys::parse(data_key).unwrap();
+        (
+            TestApp::start_with(self.url, self.guard, keys).await,
+            self.dir,
+        )
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique_name() -> String {
@@ -134,30 +213,18 @@ impl TestApp {
     }
 
     pub async fn postgres() -> Option<TestApp> {
-        let admin_url = postgres_url()?;
-        let name = unique_name();
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("FERUM_TEST_POSTGRES_URL is set but the server is unreachable: {e}")
-            });
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let mut u = url::Url::parse(&admin_url).unwrap();
-        u.set_path(&format!("/{name}"));
-        let url = DatabaseUrl::parse(u.as_str()).unwrap();
-        Some(Self::start(url, Guard::Postgres { admin_url, name }).await)
+        let (url, guard) = empty_postgres().await?;
+        Some(Self::start(url, guard).await)
     }
 
     async fn start(url: DatabaseUrl, guard: Guard) -> TestApp {
+        Self::start_with(url, guard, ferum::crypto::DataKeys::generate()).await
+    }
+
+    async fn start_with(url: DatabaseUrl, guard: Guard, keys: ferum::crypto::DataKeys) -> TestApp {
         let db = Db::connect(&url, 8).await.unwrap();
         let clock = Clock::manual(start_time());
         migrate::run(&db, clock.now()).await.unwrap();
-        let keys = ferum::crypto::DataKeys::generate();
         let data_key = keys.to_config_string();
         ferum::store::pii::startup(&db, &keys).await.unwrap();
         let db = db.with_keys(keys);

@@ -1,0 +1,602 @@
+//! The archive: a gzip-compressed tar, optionally encrypted with age, holding
+//!
+//! ```text
+//! tables/<table>.jsonl   one JSON object per row (see `dump`)
+//! files/<path>           every file of the stored-files folder
+//! keys/data.key          the personal-data keys, only in an encrypted archive
+//! manifest.json          last: versions, row counts, size and SHA-256 of every part above
+//! ```
+//!
+//! The manifest comes last so that each part is hashed while it is written, in one read of
+//! the data. Reading checks everything: the age authentication (when encrypted), the gzip
+//! checksum, the size and SHA-256 of every part, that nothing is missing or extra, and the
+//! row counts.
+
+use super::progress::{Counting, Progress, Unit};
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Version of the archive layout; a reader refuses one it does not know.
+pub const FORMAT: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const KEY_PART: &str = "keys/data.key";
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// One file inside the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    pub version: i64,
+    pub name: String,
+}
+
+/// What an archive holds and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub ferum_version: String,
+    /// When the backup was taken, RFC 3339 UTC.
+    pub created_at: String,
+    /// `sqlite` or `postgres`.
+    pub source_backend: String,
+    pub schema_version: i64,
+    pub migrations: Vec<MigrationRecord>,
+    pub data_patches: Vec<String>,
+    /// Rows per table.
+    pub tables: BTreeMap<String, u64>,
+    pub files: u64,
+    pub encrypted: bool,
+    pub parts: Vec<Part>,
+}
+
+impl Manifest {
+    pub fn rows(&self) -> u64 {
+        self.tables.values().sum()
+    }
+
+    pub fn includes_key(&self) -> bool {
+        self.parts.iter().any(|p| p.path == KEY_PART)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+    newlines: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            newlines: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        self.newlines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(n)
+    }
+}
+
+/// A reader that advances a progress line it borrows.
+struct Advancing<'a, R> {
+    inner: R,
+    progress: &'a mut Progress,
+}
+
+impl<R: Read> Read for Advancing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Where the compressed stream goes: the file, or age encrypting into the file.
+enum Sink<W: Write> {
+    Plain(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+/// Writes an archive part by part; [`finish`](Self::finish) adds the manifest.
+pub struct Writer<W: Write> {
+    tar: tar::Builder<flate2::write::GzEncoder<Sink<W>>>,
+    parts: Vec<Part>,
+    mtime: u64,
+    progress: Progress,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts an archive; with a recipient, everything is encrypted to it. `mtime` is the
+    /// time stamp of every entry (the backup time), so archives do not depend on file dates.
+    /// `total` (the bytes of all parts, when known) is for the progress line.
+    pub fn new(
+        out: W,
+        recipient: Option<&age::x25519::Recipient>,
+        mtime: u64,
+        total: Option<u64>,
+    ) -> anyhow::Result<Writer<W>> {
+        let sink = match recipient {
+            None => Sink::Plain(out),
+            Some(r) => {
+                let enc =
+                    age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                        .context("cannot encrypt to the age recipient")?;
+                Sink::Age(enc.wrap_output(out)?)
+            }
+        };
+        let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.mode(tar::HeaderMode::Deterministic);
+        Ok(Writer {
+            tar,
+            parts: Vec::new(),
+            mtime,
+            progress: Progress::new("writing the archive", Unit::Bytes, total),
+        })
+    }
+
+    /// Adds `size` bytes read from `data` as `path`. Fails if `data` holds a different amount
+    /// (a file that changed while it was being archived).
+    pub fn append(&mut self, path: &str, size: u64, data: impl Read) -> anyhow::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.progress.set_label(format!("archiving {path}"));
+        let mut reader = Hashing::new(Advancing {
+            inner: data.take(size),
+            progress: &mut self.progress,
+        });
+        self.tar
+            .append_data(&mut header, path, &mut reader)
+            .with_context(|| format!("writing {path} into the archive"))?;
+        if reader.size != size {
+            bail!("{path} changed while it was being archived; take the backup again");
+        }
+        self.parts.push(Part {
+            path: path.to_owned(),
+            size,
+            sha256: hex(&reader.hasher.finalize()),
+        });
+        Ok(())
+    }
+
+    /// Adds a file from disk.
+    pub fn append_file(&mut self, path: &str, file: &Path) -> anyhow::Result<()> {
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let size = f.metadata()?.len();
+        self.append(path, size, BufReader::new(f))
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Adds the manifest (its `parts` are the ones written) and closes every layer.
+    pub fn finish(mut self, mut manifest: Manifest) -> anyhow::Result<(W, Manifest)> {
+        manifest.parts = std::mem::take(&mut self.parts);
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(json.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.tar
+            .append_data(&mut header, MANIFEST, json.as_slice())?;
+        let gz = self.tar.into_inner()?;
+        let sink = gz.finish()?;
+        let out = match sink {
+            Sink::Plain(w) => w,
+            Sink::Age(w) => w.finish()?,
+        };
+        self.progress.finish();
+        Ok((out, manifest))
+    }
+}
+
+/// The identities that can open encrypted archives, from an identity file.
+pub struct Identities(Vec<Box<dyn age::Identity>>);
+
+impl Identities {
+    /// Reads an age identity file (`AGE-SECRET-KEY-1…` lines; `#` comments and blank lines
+    /// are allowed).
+    pub fn from_file(path: &Path) -> anyhow::Result<Identities> {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the age identity file {}", path.display()))?;
+        let file = age::IdentityFile::from_buffer(BufReader::new(f))
+            .with_context(|| format!("{} is not an age identity file", path.display()))?;
+        let ids = file
+            .into_identities()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if ids.is_empty() {
+            bail!("{} holds no age identity", path.display());
+        }
+        Ok(Identities(ids))
+    }
+}
+
+/// What reading an archive found.
+#[derive(Debug)]
+pub struct Opened {
+    pub manifest: Manifest,
+    pub encrypted: bool,
+    /// The personal-data keys carried by an encrypted archive.
+    pub data_key: Option<String>,
+}
+
+fn damaged(why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("the archive is damaged: {why}; nothing was changed")
+}
+
+/// Checks that an entry path is one an archive may hold, and gives where it goes.
+fn entry_place(path: &str) -> anyhow::Result<()> {
+    if path == MANIFEST || path == KEY_PART {
+        return Ok(());
+    }
+    if let Some(name) = path
+        .strip_prefix("tables/")
+        .and_then(|p| p.strip_suffix(".jsonl"))
+    {
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Ok(());
+        }
+    }
+    if let Some(rel) = path.strip_prefix("files/") {
+        let p = Path::new(rel);
+        if !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Ok(());
+        }
+    }
+    Err(damaged(format!("it holds an unexpected entry {path:?}")))
+}
+
+/// Reads and checks a whole archive; the identity file is read only if the archive is
+/// encrypted. With `out`, every part is also written below that
+/// folder (`out/tables/…`, `out/files/…`); without, it is only checked. `total` is the
+/// archive's size when known, for the progress line.
+pub fn read(
+    input: impl Read,
+    total: Option<u64>,
+    identity: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<Opened> {
+    read_with(
+        input,
+        total,
+        || identity.map(Identities::from_file).transpose(),
+        out,
+    )
+}
+
+fn read_with(
+    input: impl Read,
+    total: Option<u64>,
+    identities: impl FnOnce() -> anyhow::Result<Option<Identities>>,
+    out: Option<&Path>,
+) -> anyhow::Result<Opened> {
+    let counted = Counting {
+        inner: input,
+        progress: Progress::new("checking the archive", Unit::Bytes, total),
+    };
+    let mut buffered = BufReader::with_capacity(64 * 1024, counted);
+    let head = buffered.fill_buf().context("reading the archive")?.to_vec();
+    let encrypted = head.starts_with(AGE_MAGIC);
+    let plain: Box<dyn Read> = if encrypted {
+        let Some(ids) = identities()? else {
+            bail!(
+                "the archive is encrypted with age: give the identity file with --identity FILE \
+                 (or FERUM_BACKUP_AGE_IDENTITY); nothing was changed"
+            );
+        };
+        let dec = age::Decryptor::new_buffered(buffered)
+            .map_err(|e| damaged(format!("its age header is unreadable ({e})")))?;
+        match dec.decrypt(ids.0.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
+            Ok(r) => Box::new(r),
+            Err(age::DecryptError::NoMatchingKeys) => bail!(
+                "cannot decrypt: the identity does not match this archive's recipient; nothing was changed"
+            ),
+            Err(e) => return Err(damaged(format!("it cannot be decrypted ({e})"))),
+        }
+    } else if head.starts_with(GZIP_MAGIC) {
+        Box::new(buffered)
+    } else if head.is_empty() {
+        return Err(damaged("it is empty"));
+    } else {
+        bail!(
+            "this is not a ferum backup archive (neither gzip nor age-encrypted); nothing was changed"
+        );
+    };
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(plain));
+    let mut seen: BTreeMap<String, (u64, String, u64)> = BTreeMap::new();
+    let mut manifest: Option<Vec<u8>> = None;
+    let mut data_key: Option<String> = None;
+    let broken = |e: std::io::Error| damaged(format!("it is truncated or corrupt ({e})"));
+    for entry in tar.entries().map_err(broken)? {
+        let mut entry = entry.map_err(broken)?;
+        let kind = entry.header().entry_type();
+        let path = entry
+            .path()
+            .map_err(broken)?
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| damaged("an entry name is not UTF-8"))?;
+        if kind.is_dir() {
+            continue;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            return Err(damaged(format!("{path:?} is not a regular file")));
+        }
+        entry_place(&path)?;
+        if seen.contains_key(&path) || (path == MANIFEST && manifest.is_some()) {
+            return Err(damaged(format!("{path:?} appears twice")));
+        }
+        if path == MANIFEST || path == KEY_PART {
+            let mut buf = Vec::new();
+            (&mut entry)
+                .take(16 * 1024 * 1024)
+                .read_to_end(&mut buf)
+                .map_err(broken)?;
+            if path == MANIFEST {
+                manifest = Some(buf);
+                continue;
+            }
+            let mut h = Hashing::new(buf.as_slice());
+            std::io::copy(&mut h, &mut std::io::sink()).map_err(broken)?;
+            seen.insert(
+                path.clone(),
+                (h.size, hex(&h.hasher.finalize()), h.newlines),
+            );
+            data_key =
+                Some(String::from_utf8(buf).map_err(|_| damaged("its key part is not text"))?);
+            if let Some(dir) = out {
+                write_part(
+                    dir,
+                    &path,
+                    data_key.as_deref().unwrap_or_default().as_bytes(),
+                )?;
+            }
+            continue;
+        }
+        let mut h = Hashing::new(&mut entry);
+        match out {
+            Some(dir) => {
+                let dest = dir.join(&path);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&dest)
+                        .with_context(|| format!("cannot create {}", dest.display()))?,
+                );
+                std::io::copy(&mut h, &mut f).map_err(broken)?;
+                f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            }
+            None => {
+                std::io::copy(&mut h, &mut std::io::sink()).map_err(broken)?;
+            }
+        }
+        seen.insert(path, (h.size, hex(&h.hasher.finalize()), h.newlines));
+    }
+    // Read to the very end: the gzip checksum and age's last-chunk tag are checked there,
+    // so a cut after the tar's end is noticed too.
+    let mut rest = tar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(broken)?;
+    let manifest = manifest.ok_or_else(|| damaged("it has no manifest (is it truncated?)"))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest)
+        .map_err(|e| damaged(format!("its manifest is unreadable ({e})")))?;
+    if manifest.format != FORMAT {
+        bail!(
+            "the archive has format {}, which this ferum does not read (it reads format {FORMAT}); nothing was changed",
+            manifest.format
+        );
+    }
+    for part in &manifest.parts {
+        match seen.get(&part.path) {
+            None => return Err(damaged(format!("{} is missing", part.path))),
+            Some((size, sha, _)) if *size != part.size || *sha != part.sha256 => {
+                return Err(damaged(format!(
+                    "the SHA-256 of {} does not match the manifest",
+                    part.path
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in seen.keys() {
+        if !manifest.parts.iter().any(|p| &p.path == path) {
+            return Err(damaged(format!("{path} is not in the manifest")));
+        }
+    }
+    for (table, rows) in &manifest.tables {
+        let lines = seen
+            .get(&format!("tables/{table}.jsonl"))
+            .map(|s| s.2)
+            .ok_or_else(|| damaged(format!("the rows of {table} are missing")))?;
+        if lines != *rows {
+            return Err(damaged(format!(
+                "{table} has {lines} rows where the manifest says {rows}"
+            )));
+        }
+    }
+    let files = seen.keys().filter(|p| p.starts_with("files/")).count() as u64;
+    if files != manifest.files {
+        return Err(damaged(format!(
+            "it holds {files} files where the manifest says {}",
+            manifest.files
+        )));
+    }
+    Ok(Opened {
+        manifest,
+        encrypted,
+        data_key,
+    })
+}
+
+fn write_part(dir: &Path, path: &str, data: &[u8]) -> anyhow::Result<()> {
+    let dest: PathBuf = dir.join(path);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&dest, data)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            ferum_version: "0.1.0".into(),
+            created_at: "2026-03-02T09:00:00Z".into(),
+            source_backend: "sqlite".into(),
+            schema_version: 1,
+            migrations: vec![],
+            data_patches: vec![],
+            tables: [("t".to_owned(), 2)].into_iter().collect(),
+            files: 1,
+            encrypted: false,
+            parts: vec![],
+        }
+    }
+
+    fn archive(recipient: Option<&age::x25519::Recipient>) -> Vec<u8> {
+        let mut w = Writer::new(Vec::new(), recipient, 0, None).unwrap();
+        let rows = b"{\"id\":1}\n{\"id\":2}\n";
+        w.append("tables/t.jsonl", rows.len() as u64, &rows[..])
+            .unwrap();
+        w.append("files/a/b.bin", 3, &[0u8, 255, 7][..]).unwrap();
+        w.finish(manifest()).unwrap().0
+    }
+
+    #[test]
+    fn a_written_archive_reads_back_and_checks() {
+        let bytes = archive(None);
+        let dir = tempfile::tempdir().unwrap();
+        let opened = read(bytes.as_slice(), None, None, Some(dir.path())).unwrap();
+        assert_eq!(opened.manifest.parts.len(), 2);
+        assert_eq!(
+            std::fs::read(dir.path().join("files/a/b.bin")).unwrap(),
+            vec![0u8, 255, 7]
+        );
+    }
+
+    #[test]
+    fn damage_anywhere_is_refused() {
+        let bytes = archive(None);
+        for cut in [bytes.len() - 1, bytes.len() - 9, bytes.len() / 2, 10] {
+            let e = read(&bytes[..cut], None, None, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("damaged"), "cut at {cut}: {e}");
+        }
+        for at in (10..bytes.len()).step_by(7) {
+            let mut b = bytes.clone();
+            b[at] ^= 0x20;
+            assert!(
+                read(b.as_slice(), None, None, None).is_err(),
+                "flip at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn encrypted_archives_need_the_right_identity() {
+        let id = age::x25519::Identity::generate();
+        let bytes = archive(Some(&id.to_public()));
+        let ids = || Ok(Some(Identities(vec![Box::new(id.clone())])));
+        assert!(
+            read_with(bytes.as_slice(), None, ids, None)
+                .unwrap()
+                .encrypted
+        );
+        let e = read(bytes.as_slice(), None, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--identity"), "{e}");
+        let other = || {
+            Ok(Some(Identities(vec![Box::new(
+                age::x25519::Identity::generate(),
+            )])))
+        };
+        let e = read_with(bytes.as_slice(), None, other, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot decrypt: the identity does not match this archive's recipient"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_known_entry_names_are_accepted() {
+        for ok in [
+            "manifest.json",
+            "keys/data.key",
+            "tables/audit_log.jsonl",
+            "files/a/b c.jpg",
+        ] {
+            assert!(entry_place(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "files/../x",
+            "files/",
+            "tables/A.jsonl",
+            "tables/x.csv",
+            "other",
+            "/etc/passwd",
+            "files//abs",
+        ] {
+            assert!(entry_place(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! Backups that are proven to restore: `ferum backup`, `ferum backup verify`, `ferum restore`
+//! and the daily backup inside `serve`. See BACKUP.md.
+//!
+//! A backup is a logical dump of every table (so it restores into either backend), the stored
+//! files and a manifest with a SHA-256 of every part (see [`archive`]). A restore checks the
+//! whole archive — checksums, schema version, decryption, the personal-data key — before it
+//! touches the target, then loads it in one transaction.
+
+pub mod archive;
+pub mod dump;
+pub mod progress;
+pub mod target;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::backup::{Retention, TimeOfDay, archive_name, next_run};
+use crate::store::{Backend, DatabaseUrl, Db, migrate};
+use anyhow::{Context, bail};
+use archive::{KEY_PART, Manifest, MigrationRecord};
+use chrono::{DateTime, SecondsFormat, Utc};
+use progress::{count, human_bytes, thousands};
+use std::path::{Path, PathBuf};
+use target::{Location, Target};
+
+/// The `settings` row that holds the time of the last successful backup.
+pub use crate::store::stats::LAST_BACKUP_SETTING as LAST_SUCCESS;
+
+/// Backup settings, from the environment (see BACKUP.md).
+#[derive(Clone, Debug)]
+pub struct BackupConfig {
+    /// `FERUM_BACKUP_TARGET`: a folder or `s3://bucket/prefix`; default `<data dir>/backups`.
+    pub target: Target,
+    /// `FERUM_BACKUP_AT`: the daily backup inside `serve`, if set.
+    pub at: Option<TimeOfDay>,
+    /// `FERUM_BACKUP_AGE_RECIPIENT`: encrypt archives to this age public key.
+    pub recipient: Option<age::x25519::Recipient>,
+    /// `FERUM_BACKUP_AGE_IDENTITY`: the identity file that opens encrypted archives.
+    pub identity: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub files_dir: PathBuf,
+    pub retention: Retention,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Parses an age public key (`age1…`).
+pub fn parse_recipient(s: &str, source: &str) -> anyhow::Result<age::x25519::Recipient> {
+    s.trim().parse().map_err(|e| {
+        anyhow::anyhow!("{source} must be an age public key (age1…), as printed by age-keygen: {e}")
+    })
+}
+
+impl BackupConfig {
+    pub fn from_env(config: &Config) -> anyhow::Result<BackupConfig> {
+        let target = match var("FERUM_BACKUP_TARGET") {
+            Some(t) => Target::parse(&t).context("FERUM_BACKUP_TARGET")?,
+            None => Target::Local(config.data_dir.join("backups")),
+        };
+        let at = var("FERUM_BACKUP_AT")
+            .map(|v| TimeOfDay::parse(&v).map_err(|e| anyhow::anyhow!("FERUM_BACKUP_AT: {e}")))
+            .transpose()?;
+        let recipient = var("FERUM_BACKUP_AGE_RECIPIENT")
+            .map(|r| parse_recipient(&r, "FERUM_BACKUP_AGE_RECIPIENT"))
+            .transpose()?;
+        Ok(BackupConfig {
+            target,
+            at,
+            recipient,
+            identity: var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from),
+            data_dir: config.data_dir.clone(),
+            files_dir: config.files_dir.clone(),
+            retention: Retention::default(),
+        })
+    }
+
+    /// Where temporary files go: the target folder (so the finished archive is renamed into
+    /// place) or, for S3, the data folder.
+    fn scratch(&self) -> PathBuf {
+        match &self.target {
+            Target::Local(dir) => dir.clone(),
+            Target::S3(_) => self.data_dir.clone(),
+        }
+    }
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Path or `s3://` URL of the archive.
+    pub location: String,
+    pub manifest: Manifest,
+    pub size: u64,
+    pub deleted: Vec<String>,
+    /// Retention that could not be applied (the backup itself succeeded).
+    pub retention_error: Option<String>,
+}
+
+impl BackupReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "wrote {} ({}, {}, {}, {}{})",
+            self.location,
+            count(self.manifest.tables.len() as u64, "table"),
+            count(self.manifest.rows(), "row"),
+            count(self.manifest.files, "file"),
+            human_bytes(self.size),
+            if self.manifest.encrypted {
+                ", encrypted with age"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// The regular files below `dir`, as sorted `/`-separated relative paths.
+fn stored_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let e = e?;
+            let t = e.file_type()?;
+            let path = e.path();
+            if t.is_dir() {
+                stack.push(path);
+            } else if t.is_file() {
+                let rel = path.strip_prefix(dir)?;
+                let parts: Option<Vec<&str>> =
+                    rel.components().map(|c| c.as_os_str().to_str()).collect();
+                let rel = parts
+                    .with_context(|| {
+                        format!(
+                            "the stored file {} has a name that is not UTF-8",
+                            path.display()
+                        )
+                    })?
+                    .join("/");
+                out.push((rel, path));
+            } else {
+                tracing::warn!(path = %path.display(), "not a regular file; left out of the backup");
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The personal-data keys of this site as a config string, if present (never created here).
+fn local_data_key(data_dir: &Path) -> anyhow::Result<Option<crate::crypto::DataKeys>> {
+    crate::crypto::DataKeys::load_existing(
+        data_dir,
+        std::env::var("FERUM_DATA_KEY").ok().as_deref(),
+    )
+}
+
+/// Takes a backup: dumps the database and the stored files into one archive in the target,
+/// applies retention there, and records the time in `settings`.
+pub async fn backup(
+    db: &Db,
+    cfg: &BackupConfig,
+    now: DateTime<Utc>,
+) -> anyhow::Result<BackupReport> {
+    let scratch = cfg.scratch();
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".ferum-backup-")
+        .tempdir_in(&scratch)
+        .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
+    tracing::info!(target = %cfg.target.location(""), "backup: dumping the database");
+    let dumped = dump::dump(db, staging.path()).await?;
+    let key = match &cfg.recipient {
+        Some(_) => {
+            let k = local_data_key(&cfg.data_dir)?;
+            if k.is_none() {
+                tracing::warn!(
+                    "no personal-data key here (FERUM_DATA_KEY or data.key): the archive will not carry one"
+                );
+            }
+            k.map(|k| k.to_config_string())
+        }
+        None => None,
+    };
+    let files = stored_files(&cfg.files_dir)?;
+    let name = archive_name(now, cfg.recipient.is_some());
+    let manifest = Manifest {
+        format: archive::FORMAT,
+        ferum_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        source_backend: backend_name(dumped.backend).to_owned(),
+        schema_version: dumped.migrations.iter().map(|m| m.0).max().unwrap_or(0),
+        migrations: dumped
+            .migrations
+            .iter()
+            .map(|(version, name)| MigrationRecord {
+                version: *version,
+                name: name.clone(),
+            })
+            .collect(),
+        data_patches: dumped.data_patches.clone(),
+        tables: dumped.tables.iter().cloned().collect(),
+        files: files.len() as u64,
+        encrypted: cfg.recipient.is_some(),
+        parts: Vec::new(),
+    };
+    tracing::info!(archive = %name, files = files.len(), "backup: writing the archive");
+    let recipient = cfg.recipient.clone();
+    let tables = dumped.tables.clone();
+    let staging_path = staging.path().to_path_buf();
+    let mtime = now.timestamp().max(0) as u64;
+    let (file, manifest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".ferum-")
+            .suffix(".partial")
+            .tempfile_in(&scratch)?;
+        let out = std::io::BufWriter::new(tmp.reopen()?);
+        let mut total = 0;
+        for (t, _) in &tables {
+            total += std::fs::metadata(staging_path.join(format!("{t}.jsonl")))?.len();
+        }
+        for (_, path) in &files {
+            total += std::fs::metadata(path)?.len();
+        }
+        let mut w = archive::Writer::new(out, recipient.as_ref(), mtime, Some(total))?;
+        for (t, _) in &tables {
+            w.append_file(
+                &format!("tables/{t}.jsonl"),
+                &staging_path.join(format!("{t}.jsonl")),
+            )?;
+        }
+        for (rel, path) in &files {
+            w.append_file(&format!("files/{rel}"), path)?;
+        }
+        if let Some(k) = key {
+            w.append(KEY_PART, k.len() as u64, k.as_bytes())?;
+        }
+        let (out, manifest) = w.finish(manifest)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok((tmp, manifest))
+    })
+    .await??;
+    drop(staging);
+    let size = file.as_file().metadata()?.len();
+    let target = cfg.target.clone();
+    let stored_name = name.clone();
+    let location = tokio::task::spawn_blocking(move || target.store(file, &stored_name)).await??;
+    tracing::info!(archive = %location, size, "backup: archive stored");
+    let (deleted, retention_error) = match apply_retention(cfg, &name, now).await {
+        Ok(d) => (d, None),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "backup: retention failed; old archives were kept");
+            (Vec::new(), Some(format!("{e:#}")))
+        }
+    };
+    record_success(db, now).await?;
+    Ok(BackupReport {
+        location,
+        manifest,
+        size,
+        deleted,
+        retention_error,
+    })
+}
+
+async fn apply_retention(
+    cfg: &BackupConfig,
+    keep: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    let target = cfg.target.clone();
+    let retention = cfg.retention;
+    let keep = keep.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let names = target.list()?;
+        let doomed = retention.to_delete(&names, &keep, now);
+        for n in &doomed {
+            target.delete(n)?;
+            tracing::info!(archive = %target.location(n), "backup: retention deleted an old archive");
+        }
+        Ok(doomed)
+    })
+    .await?
+}
+
+async fn record_success(db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let mut q = crate::store::Q::new("INSERT INTO settings (name, value) VALUES (");
+    q.bind(LAST_SUCCESS.to_owned())
+        .push(", ")
+        .bind(now.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .push(") ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    q.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// When the last backup succeeded, if ever (for the metrics endpoint).
+pub async fn last_success(db: &Db) -> Option<DateTime<Utc>> {
+    let mut q = crate::store::Q::new("SELECT value FROM settings WHERE name = ");
+    q.bind(LAST_SUCCESS.to_owned());
+    let v: Option<(String,)> = q.fetch_optional(db.pool()).await.ok()?;
+    DateTime::parse_from_rfc3339(&v?.0)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+/// Refuses an archive whose schema is newer than this binary.
+fn check_schema(m: &Manifest) -> anyhow::Result<()> {
+    let latest = migrate::latest_version();
+    if m.schema_version > latest {
+        bail!(
+            "archive schema {} is newer than this ferum ({latest}); restore it with a newer ferum; nothing was changed",
+            m.schema_version
+        );
+    }
+    for r in &m.migrations {
+        if !migrate::MIGRATIONS
+            .iter()
+            .any(|k| k.version == r.version && k.name == r.name)
+        {
+            bail!(
+                "the archive's migration {} ({}) is unknown to this ferum; nothing was changed",
+                r.version,
+                r.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `verify` found.
+#[derive(Debug)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub encrypted: bool,
+    pub size: Option<u64>,
+}
+
+impl Verified {
+    pub fn describe(&self, location: &str) -> Vec<String> {
+        let m = &self.manifest;
+        vec![
+            format!(
+                "archive {location}{}",
+                self.size
+                    .map(|s| format!(" ({})", human_bytes(s)))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "taken {} by ferum {} from {}, schema version {}",
+                m.created_at, m.ferum_version, m.source_backend, m.schema_version
+            ),
+            format!(
+                "encrypted: {}{}",
+                if self.encrypted { "yes (age)" } else { "no" },
+                if m.includes_key() {
+                    ", carries the personal-data key"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "checked {}: {} ({}), {} — sizes and SHA-256 match the manifest",
+                count(m.parts.len() as u64, "part"),
+                count(m.tables.len() as u64, "table"),
+                count(m.rows(), "row"),
+                count(m.files, "file")
+            ),
+        ]
+    }
+}
+
+/// Reads a whole archive and checks it without touching any database.
+pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<Verified> {
+    let loc = Location::parse(location)?;
+    tracing::info!(archive = %location, "verify: reading and checking the archive");
+    let identity = identity.map(Path::to_path_buf);
+    let (opened, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (input, size) = loc.open()?;
+        Ok((archive::read(input, size, identity.as_deref(), None)?, size))
+    })
+    .await??;
+    check_schema(&opened.manifest)?;
+    Ok(Verified {
+        manifest: opened.manifest,
+        encrypted: opened.encrypted,
+        size,
+    })
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Overwrite a database (and files folder) that holds data.
+    pub replace: bool,
+    /// The age identity file for an encrypted archive.
+    pub identity: Option<PathBuf>,
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    pub manifest: Manifest,
+    pub target_backend: Backend,
+    pub rows: u64,
+    pub files: u64,
+    pub migrated: migrate::Report,
+    pub audit_entries: i64,
+    pub key_written: Option<PathBuf>,
+}
+
+impl Restored {
+    pub fn describe(&self, location: &str) -> Vec<String> {
+        let mut lines = vec![format!(
+            "restored {} ({}) and {} from {location} (schema version {}, {} → {})",
+            count(self.manifest.tables.len() as u64, "table"),
+            count(self.rows, "row"),
+            count(self.files, "file"),
+            self.manifest.schema_version,
+            self.manifest.source_backend,
+            backend_name(self.target_backend)
+        )];
+        for m in &self.migrated.applied {
+            lines.push(format!("applied migration {m}"));
+        }
+        for p in &self.migrated.patched {
+            lines.push(format!("applied data patch {p}"));
+        }
+        if let Some(k) = &self.key_written {
+            lines.push(format!(
+                "wrote the archive's personal-data key to {} (keep it with your backups)",
+                k.display()
+            ));
+        }
+        lines.push(format!(
+            "audit chain intact: {} entries",
+            self.audit_entries
+        ));
+        lines
+    }
+}
+
+/// Where the personal-data key for a restore comes from.
+enum KeySource {
+    Env,
+    File(PathBuf),
+    Archive,
+}
+
+/// Restores `location` into the database at `url` and the files folder `files_dir`.
+///
+/// Everything that can be checked without the target is checked first (the whole archive,
+/// schema version, personal-data key); then the target must be empty unless
+/// `opts.replace`. The rows load in one transaction, so a failure leaves the target as it was;
+/// the files are swapped in only after the commit.
+pub async fn restore(
+    url: &DatabaseUrl,
+    data_dir: &Path,
+    files_dir: &Path,
+    location: &str,
+    opts: &RestoreOptions,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Restored> {
+    let loc = Location::parse(location)?;
+    let identity = opts.identity.clone();
+    let scratch = files_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".ferum-restore-")
+        .tempdir_in(&scratch)
+        .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
+    let dir = staging.path().to_path_buf();
+    tracing::info!(archive = %location, "restore: reading and checking the archive");
+    let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (input, size) = loc.open()?;
+        archive::read(input, size, identity.as_deref(), Some(&dir))
+    })
+    .await??;
+    let manifest = opened.manifest;
+    check_schema(&manifest)?;
+    // The personal-data key must open the archive's canary before anything changes.
+    let canary = read_canary(&staging.path().join("tables/settings.jsonl"))?;
+    let (keys, source) = match local_data_key(data_dir)? {
+        Some(k) => {
+            let src = if std::env::var("FERUM_DATA_KEY").is_ok_and(|v| !v.trim().is_empty()) {
+                KeySource::Env
+            } else {
+                KeySource::File(data_dir.join(crate::crypto::KEY_FILE))
+            };
+            (Some(k), src)
+        }
+        None => match &opened.data_key {
+            Some(k) => (
+                Some(
+                    crate::crypto::DataKeys::parse(k)
+                        .context("the archive's personal-data key is unreadable")?,
+                ),
+                KeySource::Archive,
+            ),
+            None => (None, KeySource::Archive),
+        },
+    };
+    if let Some(c) = &canary {
+        let fits = keys
+            .as_ref()
+            .is_some_and(|k| crate::store::pii::canary_fits(k, c).is_ok());
+        if !fits {
+            bail!(
+                "the personal-data key here does not match the archive's; set FERUM_DATA_KEY to the key of the site \
+                 the backup came from{}; nothing was changed",
+                match source {
+                    KeySource::Env => " (FERUM_DATA_KEY is set to another key)".to_owned(),
+                    KeySource::File(p) => format!(" (or move {} away)", p.display()),
+                    KeySource::Archive => " (no key is configured here)".to_owned(),
+                }
+            );
+        }
+    }
+    // Files folder: must be empty unless replacing.
+    let files_held = dir_has_entries(files_dir)?;
+    if files_held && !opts.replace {
+        bail!(
+            "the files folder {} is not empty; --replace would overwrite it with the archive's files; nothing was changed",
+            files_dir.display()
+        );
+    }
+    tracing::info!(database = %url, rows = manifest.rows(), "restore: archive checked; loading the database");
+    let db = Db::connect(url, 2).await?;
+    let result = restore_into(&db, staging.path(), &manifest, opts, url, now).await;
+    let (rows, migrated, audit_entries) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
+    db.close().await;
+    // The database is committed: now the files and the key.
+    let new_files = staging.path().join("files");
+    if !new_files.exists() {
+        std::fs::create_dir_all(&new_files)?;
+    }
+    swap_in(&new_files, files_dir)?;
+    tracing::info!(files = manifest.files, folder = %files_dir.display(), "restore: database committed, files in place");
+    let key_written = match (source, &opened.data_key) {
+        (KeySource::Archive, Some(k)) => {
+            let path = data_dir.join(crate::crypto::KEY_FILE);
+            std::fs::create_dir_all(data_dir)?;
+            crate::crypto::write_private(&path, &format!("{}\n", k.trim()))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Some(path)
+        }
+        _ => None,
+    };
+    Ok(Restored {
+        files: manifest.files,
+        manifest,
+        target_backend: url.backend(),
+        rows,
+        migrated,
+        audit_entries,
+        key_written,
+    })
+}
+
+async fn restore_into(
+    db: &Db,
+    staging: &Path,
+    manifest: &Manifest,
+    opts: &RestoreOptions,
+    url: &DatabaseUrl,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(u64, migrate::Report, i64)> {
+    let held = dump::rows_held(db).await?;
+    if !held.is_empty() && !opts.replace {
+        let list: Vec<String> = held
+            .iter()
+            .take(5)
+            .map(|(t, n)| format!("{t}: {}", thousands(*n as u64)))
+            .collect();
+        bail!(
+            "the database {url} is not empty ({}{}); --replace would overwrite it with the archive; nothing was changed",
+            list.join(", "),
+            if held.len() > 5 { ", …" } else { "" }
+        );
+    }
+    let versions: Vec<i64> = manifest.migrations.iter().map(|m| m.version).collect();
+    let tables: Vec<(String, u64)> = manifest
+        .tables
+        .iter()
+        .map(|(t, n)| (t.clone(), *n))
+        .collect();
+    let loaded = async {
+        let mut tx = db.begin().await?;
+        let rows = dump::load(&mut tx, &staging.join("tables"), &tables, &versions).await?;
+        tx.commit().await.context("committing the restored rows")?;
+        anyhow::Ok(rows)
+    };
+    // Dropping the transaction on an error rolls it back, drops and loads alike.
+    let rows = loaded
+        .await
+        .context("the restore failed and was rolled back; nothing was changed")?;
+    let migrated = migrate::run(db, now).await?;
+    let audit = crate::store::audit::verify(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(|b| anyhow::anyhow!("restored, but the audit chain does not verify: {b}"))?;
+    Ok((rows, migrated, audit))
+}
+
+/// The canary value among the archive's `settings` rows.
+fn read_canary(settings: &Path) -> anyhow::Result<Option<String>> {
+    use std::io::BufRead;
+    let Ok(f) = std::fs::File::open(settings) else {
+        return Ok(None);
+    };
+    for line in std::io::BufReader::new(f).lines() {
+        let row: serde_json::Value = serde_json::from_str(&line?)?;
+        if row["name"] == crate::store::pii::CANARY_SETTING {
+            return Ok(row["value"].as_str().map(str::to_owned));
+        }
+    }
+    Ok(None)
+}
+
+fn dir_has_entries(dir: &Path) -> anyhow::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut it) => Ok(it.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    }
+}
+
+/// Replaces `dest` with `new` by renames (same file system), removing the old contents.
+fn swap_in(new: &Path, dest: &Path) -> anyhow::Result<()> {
+    let old = dest.with_file_name(format!(
+        ".{}.old-{}",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("files"),
+        std::process::id()
+    ));
+    let had = dest.exists();
+    if had {
+        std::fs::rename(dest, &old)
+            .with_context(|| format!("cannot move {} aside", dest.display()))?;
+    }
+    if let Err(e) = std::fs::rename(new, dest) {
+        if had {
+            let _ = std::fs::rename(&old, dest);
+        }
+        return Err(e)
+            .with_context(|| format!("cannot move the restored files into {}", dest.display()));
+    }
+    if had {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove the old files in {}", old.display()))?;
+    }
+    Ok(())
+}
+
+/// Starts the daily backup of `serve` when `FERUM_BACKUP_AT` is set: it sleeps until the next
+/// run, takes a backup, logs the outcome, and repeats.
+pub fn spawn_schedule(
+    db: Db,
+    cfg: BackupConfig,
+    clock: Clock,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let at = cfg.at?;
+    tracing::info!(at = %at, target = %cfg.target.location(""), "daily backup scheduled");
+    Some(tokio::spawn(async move {
+        loop {
+            let now = clock.now();
+            let next = next_run(now, at);
+            tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
+            match backup(&db, &cfg, clock.now()).await {
+                Ok(r) => tracing::info!(
+                    archive = %r.location,
+                    rows = r.manifest.rows(),
+                    files = r.manifest.files,
+                    size = r.size,
+                    deleted = r.deleted.len(),
+                    "scheduled backup written to {}",
+                    r.location
+                ),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
+            }
+        }
+    }))
+}
+
+/// `ferum backup [--to TARGET] [--encrypt-to RECIPIENT]`.
+#[derive(clap::Args, Debug, Default)]
+pub struct BackupArgs {
+    /// A folder or s3://bucket/prefix (default: FERUM_BACKUP_TARGET, else <data dir>/backups).
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
+    /// Encrypt the archive to this age public key (default: FERUM_BACKUP_AGE_RECIPIENT).
+    #[arg(long, value_name = "AGE_RECIPIENT")]
+    pub encrypt_to: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Check an archive's manifest and checksums without touching the database.
+    Verify {
+        /// A path or s3://bucket/key.
+        archive: String,
+        /// The age identity file of an encrypted archive (default: FERUM_BACKUP_AGE_IDENTITY).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+}
+
+/// `ferum restore ARCHIVE [--replace] [--identity FILE]`.
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// A path or s3://bucket/key.
+    pub archive: String,
+    /// Overwrite a database and files folder that already hold data.
+    #[arg(long)]
+    pub replace: bool,
+    /// The age identity file of an encrypted archive (default: FERUM_BACKUP_AGE_IDENTITY).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+/// Runs `ferum backup …`.
+pub async fn run_backup(
+    config: &Config,
+    command: Option<BackupCommand>,
+    args: BackupArgs,
+) -> anyhow::Result<()> {
+    match command {
+        Some(BackupCommand::Verify { archive, identity }) => {
+            let identity = identity.or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from));
+            let v = verify(&archive, identity.as_deref()).await?;
+            for line in v.describe(&archive) {
+                println!("{line}");
+            }
+            println!("archive OK");
+            Ok(())
+        }
+        None => {
+            let mut cfg = BackupConfig::from_env(config)?;
+            if let Some(t) = &args.to {
+                cfg.target = Target::parse(t).context("--to")?;
+            }
+            if let Some(r) = &args.encrypt_to {
+                cfg.recipient = Some(parse_recipient(r, "--encrypt-to")?);
+            }
+            if let Some(path) = config.database_url.sqlite_path() {
+                if !path.exists() {
+                    bail!(
+                        "there is no database at {}: nothing to back up",
+                        path.display()
+                    );
+                }
+            }
+            let db = Db::connect(&config.database_url, 2).await?;
+            let report = backup(&db, &cfg, crate::clock::system_now()).await;
+            db.close().await;
+            let report = report?;
+            println!("{}", report.summary());
+            for d in &report.deleted {
+                println!("retention: deleted {}", cfg.target.location(d));
+            }
+            if let Some(e) = &report.retention_error {
+                println!("retention: not applied ({e}); old archives were kept");
+            }
+            println!("{}", report.location);
+            Ok(())
+        }
+    }
+}
+
+/// Runs `ferum restore …`.
+pub async fn run_restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
+    let opts = RestoreOptions {
+        replace: args.replace,
+        identity: args
+            .identity
+            .or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from)),
+    };
+    let r = restore(
+        &config.database_url,
+        &config.data_dir,
+        &config.files_dir,
+        &args.archive,
+        &opts,
+        crate::clock::system_now(),
+    )
+    .await?;
+    for line in r.describe(&args.archive) {
+        println!("{line}");
+    }
+    Ok(())
+}
