@@ -300,9 +300,21 @@ impl TestApp {
         )
         .await
         .unwrap();
+        tx.commit().await.unwrap();
+        let token = self.token_for(row.id).await;
+        TestUser {
+            id: row.id,
+            email,
+            token,
+        }
+    }
+
+    /// A fresh session and access token for an existing user.
+    pub async fn token_for(&self, user_id: i64) -> String {
+        let mut tx = self.db.begin().await.unwrap();
         let session = ferum::store::sessions::start(
             &mut tx,
-            UserId(row.id),
+            UserId(user_id),
             "",
             self.clock.now(),
             chrono::Duration::days(30),
@@ -310,15 +322,9 @@ impl TestApp {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        let token = self
-            .keys
-            .issue(UserId(row.id), &session.family, self.clock.now())
-            .unwrap();
-        TestUser {
-            id: row.id,
-            email,
-            token,
-        }
+        self.keys
+            .issue(UserId(user_id), &session.family, self.clock.now())
+            .unwrap()
     }
 
     pub async fn call(
