@@ -93,6 +93,7 @@ pub async fn findings() -> Vec<Finding> {
     }
     out.push(writable("data folder", &config.data_dir));
     out.push(writable("files folder", &config.files_dir));
+    out.push(backups(&config).await);
     out.extend(secrets(&config));
     out.extend(database(&config).await);
     if let Some(url) = &config.redis_url {
@@ -156,6 +157,40 @@ fn writable(topic: &'static str, dir: &Path) -> Finding {
             parent = p.parent();
         }
         fail(topic, format!("{} cannot be created", dir.display()))
+    }
+}
+
+/// The backup settings, and whether the target takes archives (a folder) or answers (S3).
+async fn backups(config: &Config) -> Finding {
+    use crate::backup::{BackupConfig, target::Target};
+    let cfg = match BackupConfig::from_env(config) {
+        Ok(c) => c,
+        Err(e) => return fail("backups", format!("{e:#}")),
+    };
+    let schedule = match &cfg.at {
+        Some(at) => format!("daily at {at} UTC"),
+        None => "no schedule (FERUM_BACKUP_AT unset)".to_owned(),
+    };
+    match &cfg.target {
+        Target::Local(dir) => {
+            let f = writable("backups", dir);
+            Finding {
+                detail: format!("{}; {schedule}", f.detail),
+                ..f
+            }
+        }
+        Target::S3(_) => {
+            let target = cfg.target.clone();
+            let shown = target.location("");
+            match tokio::task::spawn_blocking(move || target.list()).await {
+                Ok(Ok(list)) => ok(
+                    "backups",
+                    format!("{shown} answers ({} archive(s)); {schedule}", list.len()),
+                ),
+                Ok(Err(e)) => fail("backups", format!("{shown}: {e:#}")),
+                Err(e) => fail("backups", format!("{shown}: {e}")),
+            }
+        }
     }
 }
 

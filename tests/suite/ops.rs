@@ -260,6 +260,7 @@ fn check_reports_a_missing_site_and_site_init_is_safe_to_repeat() {
         "{out}"
     );
     assert!(out.contains("everything looks right"), "{out}");
+    assert!(out.contains("no schedule (FERUM_BACKUP_AT unset)"), "{out}");
 
     // A wrong data key and a bad setting are each reported.
     let (ok, out, _) = run(ferum(dir.path(), &["check"])
@@ -267,8 +268,10 @@ fn check_reports_a_missing_site_and_site_init_is_safe_to_repeat() {
             "FERUM_DATA_KEY",
             ferum::crypto::DataKeys::generate().to_config_string(),
         )
-        .env("FERUM_METRICS_BIND", "not an address"));
+        .env("FERUM_METRICS_BIND", "not an address")
+        .env("FERUM_BACKUP_AT", "25:99"));
     assert!(!ok);
+    assert!(out.contains("FAIL backups"), "{out}");
     assert!(out.contains("FAIL data key"), "{out}");
     assert!(
         out.contains("FERUM_METRICS_BIND must be an address"),
