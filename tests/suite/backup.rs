@@ -967,3 +967,36 @@ async fn s3_backups_upload_list_rotate_verify_and_restore() {
         fake.problems.lock().unwrap()
     );
 }
+
+both! {
+    async fn the_daily_schedule_takes_a_backup_at_its_time_and_records_it(app) {
+        let site = populate(&app).await;
+        // One second before the scheduled 09:01 UTC.
+        app.clock.advance(chrono::Duration::seconds(59));
+        let cfg = BackupConfig {
+            at: Some(ferum::domain::backup::TimeOfDay::hm(9, 1).unwrap()),
+            ..site.config()
+        };
+        let task = backup::spawn_schedule(app.db.clone(), cfg, app.clock.clone())
+            .expect("a schedule is set");
+        let mut archives = Vec::new();
+        for _ in 0..100 {
+            archives = std::fs::read_dir(site.backups())
+                .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+                .unwrap_or_default();
+            archives.retain(|n: &String| n.ends_with(".tar.gz"));
+            if !archives.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        task.abort();
+        assert_eq!(archives, vec!["ferum-20260302T090059Z.tar.gz".to_owned()]);
+        assert_eq!(
+            backup::last_success(&app.db).await,
+            Some(app.clock.now())
+        );
+        // Without a time there is no schedule.
+        assert!(backup::spawn_schedule(app.db.clone(), site.config(), app.clock.clone()).is_none());
+    }
+}
