@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-site() { # site NAME DATABASE_URL -- ferum args…
+site() { # site NAME DATABASE_URL command… : the command against that site's settings
     local name=$1 url=$2
     shift 2
     env DATABASE_URL="$url" FERUM_DATA_DIR="$WORK/$name" FERUM_LOG=warn "$@"
@@ -46,7 +46,7 @@ site() { # site NAME DATABASE_URL -- ferum args…
 timed() { # timed LABEL command… : one table row with wall time and peak RSS
     local label=$1
     shift
-    /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || {
+    "$@" >"$WORK/out" 2>"$WORK/err" || {
         cat "$WORK/out" "$WORK/err" >&2
         exit 1
     }
@@ -71,13 +71,13 @@ echo "site: $CUSTOMERS customers, $REQUESTS requests, SQLite file $((db_size / 1
 echo
 echo "| step | seconds | peak RSS MiB |"
 echo "|---|---|---|"
-timed "backup (SQLite)" site src "sqlite://$WORK/src/ferum.db" "$FERUM_BIN" backup --to "$WORK/backups"
+timed "backup (SQLite)" site src "sqlite://$WORK/src/ferum.db" /usr/bin/time -f "%e %M" -o "$WORK/time" "$FERUM_BIN" backup --to "$WORK/backups"
 archive=$(tail -n 1 "$WORK/out")
-timed "backup verify" site src "sqlite://$WORK/src/ferum.db" "$FERUM_BIN" backup verify "$archive"
+timed "backup verify" site src "sqlite://$WORK/src/ferum.db" /usr/bin/time -f "%e %M" -o "$WORK/time" "$FERUM_BIN" backup verify "$archive"
 cp "$WORK/src/data.key" "$WORK/data.key"
 mkdir -p "$WORK/to-sqlite" "$WORK/to-pg"
 cp "$WORK/data.key" "$WORK/to-sqlite/" && cp "$WORK/data.key" "$WORK/to-pg/"
-timed "restore → SQLite" site to-sqlite "sqlite://$WORK/to-sqlite/ferum.db" "$FERUM_BIN" restore "$archive"
-timed "restore → PostgreSQL" site to-pg "$PG_URL/$PG_DB" "$FERUM_BIN" restore "$archive"
+timed "restore → SQLite" site to-sqlite "sqlite://$WORK/to-sqlite/ferum.db" /usr/bin/time -f "%e %M" -o "$WORK/time" "$FERUM_BIN" restore "$archive"
+timed "restore → PostgreSQL" site to-pg "$PG_URL/$PG_DB" /usr/bin/time -f "%e %M" -o "$WORK/time" "$FERUM_BIN" restore "$archive"
 echo
 echo "archive: $(du -h "$archive" | cut -f1) ($(basename "$archive"))"

@@ -441,7 +441,14 @@ async fn load_table(
             );
         }
         batch.push(row);
-        let per_statement = (10_000 / cols.len().max(1)).clamp(1, 500);
+        // Many rows per INSERT save round trips, but SQLite looks each `$n` up in a list
+        // (`sqlite3_bind_parameter_name`), so its cost grows with the square of the
+        // parameters of one statement: keep SQLite's statements small.
+        let parameters = match tx_backend(tx) {
+            Backend::Sqlite => 250,
+            Backend::Postgres => 10_000,
+        };
+        let per_statement = (parameters / cols.len().max(1)).clamp(1, 500);
         if batch.len() >= per_statement {
             insert(tx, table, cols, &batch).await?;
             n += batch.len() as u64;
