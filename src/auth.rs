@@ -115,6 +115,7 @@ pub fn generate_password() -> String {
 const ISSUER: &str = "ferum";
 const AUDIENCE: &str = "ferum-api";
 const MFA_AUDIENCE: &str = "ferum-mfa";
+const WEB_AUDIENCE: &str = "ferum-web";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -212,6 +213,22 @@ impl TokenKeys {
     /// forged, malformed or meant for another audience.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<(UserId, String)> {
         self.check(token, AUDIENCE, now)
+    }
+
+    /// A browser session's cookie value: the session family, for as long as it may live.
+    pub fn issue_web(
+        &self,
+        user: UserId,
+        family: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<String> {
+        self.sign(user, WEB_AUDIENCE, family, now, ttl)
+    }
+
+    /// The user and session family of a valid session cookie.
+    pub fn verify_web(&self, token: &str, now: DateTime<Utc>) -> Option<(UserId, String)> {
+        self.check(token, WEB_AUDIENCE, now)
     }
 
     /// A five-minute token for the second-factor step.

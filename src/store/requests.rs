@@ -294,6 +294,24 @@ pub(crate) fn overdue_sql(q: &mut Q, now: DateTime<Utc>, want: bool) {
         .push(")))");
 }
 
+/// How many requests this user may see in each status.
+pub async fn count_by_status(db: &Db, ctx: &Ctx) -> Result<Vec<(Status, i64)>> {
+    let mut q = Q::new("SELECT r.status, COUNT(*) FROM service_requests r WHERE 1 = 1");
+    q.scope(access::scope(&ctx.actor, Resource::Requests), SCOPE);
+    q.push(" GROUP BY r.status");
+    let rows: Vec<(String, i64)> = q.fetch_all(db.pool()).await?;
+    Ok(Status::ALL
+        .iter()
+        .map(|st| {
+            let n = rows
+                .iter()
+                .find(|(c, _)| c == st.as_str())
+                .map_or(0, |r| r.1);
+            (*st, n)
+        })
+        .collect())
+}
+
 pub async fn list(
     db: &Db,
     ctx: &Ctx,

@@ -81,14 +81,14 @@ fn audit_event(
     }
 }
 
-/// Starts a session and answers with its tokens.
-async fn session_tokens(
+/// Starts a session (audited as `action`); returns it with its refresh token.
+pub(crate) async fn start_session(
     s: &AppState,
     user: UserId,
     ip: &str,
     now: DateTime<Utc>,
     action: &'static str,
-) -> Result<TokenResponse> {
+) -> Result<sessions::NewSession> {
     let mut tx = s.db.begin().await?;
     let session = sessions::start(&mut tx, user, ip, now, s.security.refresh_ttl).await?;
     audit::insert(
@@ -104,6 +104,18 @@ async fn session_tokens(
     )
     .await?;
     tx.commit().await?;
+    Ok(session)
+}
+
+/// Starts a session and answers with its tokens.
+async fn session_tokens(
+    s: &AppState,
+    user: UserId,
+    ip: &str,
+    now: DateTime<Utc>,
+    action: &'static str,
+) -> Result<TokenResponse> {
+    let session = start_session(s, user, ip, now, action).await?;
     Ok(TokenResponse {
         access_token: s.keys.issue(user, &session.family, now)?,
         token_type: "Bearer".into(),
@@ -122,10 +134,49 @@ pub async fn login(
     Json(input): Json<LoginRequest>,
 ) -> Result<Response> {
     let now = s.clock.now();
-    let account = input.email.trim().to_lowercase();
-    super::limits::before_login(&s, &ip, &account).await?;
-    let user = users::find_by_email(&s.db, &input.email).await?;
-    let password = input.password.clone();
+    match password_step(&s, &ip, &input.email, &input.password).await? {
+        PasswordStep::Done(id) => {
+            let tokens = session_tokens(&s, id, &ip, now, "login").await?;
+            Ok(axum::Json(LoginResponse::Tokens(tokens)).into_response())
+        }
+        PasswordStep::Mfa(purpose, mfa_token) => {
+            let body = match purpose {
+                MfaPurpose::Verify => MfaChallenge {
+                    mfa_required: Some(true),
+                    mfa_enrollment_required: None,
+                    mfa_token,
+                },
+                MfaPurpose::Enroll => MfaChallenge {
+                    mfa_required: None,
+                    mfa_enrollment_required: Some(true),
+                    mfa_token,
+                },
+            };
+            Ok(axum::Json(LoginResponse::Mfa(body)).into_response())
+        }
+    }
+}
+
+/// What a right password leads to.
+pub(crate) enum PasswordStep {
+    /// Signed in: start a session.
+    Done(UserId),
+    /// A second factor is needed (to verify, or to set up first), with a five-minute token.
+    Mfa(MfaPurpose, String),
+}
+
+/// Checks an e-mail and password under the sign-in throttles, auditing the outcome.
+pub(crate) async fn password_step(
+    s: &AppState,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> Result<PasswordStep> {
+    let now = s.clock.now();
+    let account = email.trim().to_lowercase();
+    super::limits::before_login(s, ip, &account).await?;
+    let user = users::find_by_email(&s.db, email).await?;
+    let password = password.to_owned();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || match hash {
         Some(h) => verify_password(&password, &h),
@@ -141,8 +192,8 @@ pub async fn login(
         other => {
             let user = other.map(|u| UserId(u.id));
             let detail = serde_json::json!({ "email": account });
-            audit_event(&s, user, &ip, "login_failed", Some(detail)).await?;
-            super::limits::after_failure(&s, &ip, &account, user).await?;
+            audit_event(s, user, ip, "login_failed", Some(detail)).await?;
+            super::limits::after_failure(s, ip, &account, user).await?;
             return Err(Error::Unauthorized("wrong e-mail or password"));
         }
     };
@@ -159,24 +210,13 @@ pub async fn login(
         } else {
             MfaPurpose::Enroll
         };
-        audit_event(&s, Some(id), &ip, "login_password_ok", None).await?;
-        let mfa_token = s.keys.issue_mfa(id, purpose, now)?;
-        let body = match purpose {
-            MfaPurpose::Verify => MfaChallenge {
-                mfa_required: Some(true),
-                mfa_enrollment_required: None,
-                mfa_token,
-            },
-            MfaPurpose::Enroll => MfaChallenge {
-                mfa_required: None,
-                mfa_enrollment_required: Some(true),
-                mfa_token,
-            },
-        };
-        return Ok(axum::Json(LoginResponse::Mfa(body)).into_response());
+        audit_event(s, Some(id), ip, "login_password_ok", None).await?;
+        return Ok(PasswordStep::Mfa(
+            purpose,
+            s.keys.issue_mfa(id, purpose, now)?,
+        ));
     }
-    let tokens = session_tokens(&s, id, &ip, now, "login").await?;
-    Ok(axum::Json(LoginResponse::Tokens(tokens)).into_response())
+    Ok(PasswordStep::Done(id))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -268,9 +308,25 @@ pub async fn two_factor(
     Json(input): Json<MfaLogin>,
 ) -> Result<Response> {
     let now = s.clock.now();
+    let user = match second_factor_step(&s, &ip, &input.mfa_token, &input.code).await? {
+        Ok(user) => user,
+        Err(locked) => return Ok(locked),
+    };
+    Ok(axum::Json(session_tokens(&s, user, &ip, now, "login_mfa").await?).into_response())
+}
+
+/// Checks a second-factor code against a sign-in's `mfa_token`: the user, or the answer to give
+/// when codes are locked out for now.
+pub(crate) async fn second_factor_step(
+    s: &AppState,
+    ip: &str,
+    mfa_token: &str,
+    code: &str,
+) -> Result<std::result::Result<UserId, Response>> {
+    let now = s.clock.now();
     let (user, purpose) = s
         .keys
-        .verify_mfa(&input.mfa_token, now)
+        .verify_mfa(mfa_token, now)
         .ok_or(Error::Unauthorized(
             "the second-factor token is invalid or expired",
         ))?;
@@ -278,7 +334,7 @@ pub async fn two_factor(
         return Err(Error::Unauthorized("set up the second factor first"));
     }
     let account = format!("mfa:{}", user.0);
-    super::limits::before_login(&s, &ip, &account).await?;
+    super::limits::before_login(s, ip, &account).await?;
     let row = users::find(&s.db, user)
         .await?
         .filter(|u| u.enabled != 0)
@@ -289,15 +345,15 @@ pub async fn two_factor(
     let secret = st
         .totp_secret
         .ok_or(Error::Unauthorized("the second factor is not set up"))?;
-    match check_code(&s, user, &secret, &input.code, &ip).await {
-        Ok(Some(r)) => return Ok(r),
+    match check_code(s, user, &secret, code, ip).await {
+        Ok(Some(r)) => return Ok(Err(r)),
         Ok(None) => {}
         Err(e) => {
-            super::limits::after_failure(&s, &ip, &account, Some(user)).await?;
+            super::limits::after_failure(s, ip, &account, Some(user)).await?;
             return Err(e);
         }
     }
-    Ok(axum::Json(session_tokens(&s, user, &ip, now, "login_mfa").await?).into_response())
+    Ok(Ok(user))
 }
 
 /// Who may set up a second factor: a signed-in user, or one holding an enrolment token.
@@ -351,31 +407,54 @@ pub struct TotpSetup {
 #[utoipa::path(post, path = "/api/v1/auth/2fa/setup", tag = "auth",
     responses((status = 200, body = TotpSetup), (status = 401, body = Problem), (status = 409, body = Problem)))]
 pub async fn setup(State(s): State<AppState>, e: Enrolling) -> Result<axum::Json<TotpSetup>> {
+    Ok(axum::Json(begin_enrolment(&s, e.user, &e.email).await?))
+}
+
+/// A new pending TOTP secret for `user`, with its URI and QR code.
+pub(crate) async fn begin_enrolment(s: &AppState, user: UserId, email: &str) -> Result<TotpSetup> {
     use rand::RngCore;
     let mut random = [0u8; 20];
     rand::rngs::OsRng.fill_bytes(&mut random);
     let secret = totp::new_secret_base32(random);
-    let uri = totp::otpauth_uri(&secret, &e.email)
+    let setup = totp_setup(secret, email)?;
+    let mut tx = s.db.begin().await?;
+    if mfa::state(&mut tx, s.db.keys()?, user).await?.enabled() {
+        return Err(Error::conflict(
+            "mfa_already_enabled",
+            "the second factor is already set up; disable it first",
+        ));
+    }
+    mfa::set_pending(&mut tx, s.db.keys()?, user, &setup.secret).await?;
+    tx.commit().await?;
+    Ok(setup)
+}
+
+/// The secret being set up for `user`, if any (to show it again after a wrong code).
+pub(crate) async fn pending_enrolment(
+    s: &AppState,
+    user: UserId,
+    email: &str,
+) -> Result<Option<TotpSetup>> {
+    let mut tx = s.db.begin().await?;
+    let st = mfa::state(&mut tx, s.db.keys()?, user).await?;
+    tx.commit().await?;
+    st.totp_pending.map(|p| totp_setup(p, email)).transpose()
+}
+
+/// A secret with its `otpauth://` URI and QR code.
+fn totp_setup(secret: String, email: &str) -> Result<TotpSetup> {
+    let uri = totp::otpauth_uri(&secret, email)
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("bad TOTP secret")))?;
     let qr = qrcode::QrCode::new(uri.as_bytes())
         .map_err(|err| Error::Internal(anyhow::anyhow!("QR code: {err}")))?
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(200, 200)
         .build();
-    let mut tx = s.db.begin().await?;
-    if mfa::state(&mut tx, s.db.keys()?, e.user).await?.enabled() {
-        return Err(Error::conflict(
-            "mfa_already_enabled",
-            "the second factor is already set up; disable it first",
-        ));
-    }
-    mfa::set_pending(&mut tx, s.db.keys()?, e.user, &secret).await?;
-    tx.commit().await?;
-    Ok(axum::Json(TotpSetup {
+    Ok(TotpSetup {
         secret,
         otpauth_uri: uri,
         qr_svg: qr,
-    }))
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -402,37 +481,8 @@ pub async fn confirm(
     e: Enrolling,
     Json(input): Json<CodeRequest>,
 ) -> Result<axum::Json<TotpEnabled>> {
-    use rand::RngCore;
     let now = s.clock.now();
-    let mut tx = s.db.begin().await?;
-    let st = mfa::state(&mut tx, s.db.keys()?, e.user).await?;
-    let pending = st
-        .totp_pending
-        .ok_or_else(|| Error::conflict("mfa_not_started", "start with /auth/2fa/setup"))?;
-    let Some(step) = totp::verify(&pending, &input.code, now.timestamp(), 0) else {
-        return Err(Error::Unauthorized("the code is wrong or expired"));
-    };
-    let codes: Vec<String> = (0..10)
-        .map(|_| {
-            let mut r = [0u8; 16];
-            rand::rngs::OsRng.fill_bytes(&mut r);
-            totp::recovery_code(r)
-        })
-        .collect();
-    mfa::activate(&mut tx, s.db.keys()?, e.user, &pending, step, &codes).await?;
-    audit::insert(
-        &mut tx,
-        now,
-        Some(e.user),
-        &ip,
-        "mfa_enabled",
-        "user",
-        Some(e.user.0),
-        None,
-        None,
-    )
-    .await?;
-    tx.commit().await?;
+    let codes = finish_enrolment(&s, &ip, e.user, &input.code).await?;
     let tokens = if e.via_enrollment {
         Some(session_tokens(&s, e.user, &ip, now, "login_mfa").await?)
     } else {
@@ -442,6 +492,47 @@ pub async fn confirm(
         recovery_codes: codes,
         tokens,
     }))
+}
+
+/// Turns the pending secret on with a code from it; returns the ten recovery codes.
+pub(crate) async fn finish_enrolment(
+    s: &AppState,
+    ip: &str,
+    user: UserId,
+    code: &str,
+) -> Result<Vec<String>> {
+    use rand::RngCore;
+    let now = s.clock.now();
+    let mut tx = s.db.begin().await?;
+    let st = mfa::state(&mut tx, s.db.keys()?, user).await?;
+    let pending = st
+        .totp_pending
+        .ok_or_else(|| Error::conflict("mfa_not_started", "start with /auth/2fa/setup"))?;
+    let Some(step) = totp::verify(&pending, code, now.timestamp(), 0) else {
+        return Err(Error::Unauthorized("the code is wrong or expired"));
+    };
+    let codes: Vec<String> = (0..10)
+        .map(|_| {
+            let mut r = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut r);
+            totp::recovery_code(r)
+        })
+        .collect();
+    mfa::activate(&mut tx, s.db.keys()?, user, &pending, step, &codes).await?;
+    audit::insert(
+        &mut tx,
+        now,
+        Some(user),
+        ip,
+        "mfa_enabled",
+        "user",
+        Some(user.0),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(codes)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -552,11 +643,17 @@ pub async fn refresh(
 /// Signs this session out: its access and refresh tokens stop working.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(State(s): State<AppState>, Auth(ctx): Auth) -> Result<StatusCode> {
+    end_session(&s, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the session of `ctx` (audited).
+pub(crate) async fn end_session(s: &AppState, ctx: &crate::store::Ctx) -> Result<()> {
     let mut tx = s.db.begin().await?;
     sessions::revoke_family(&mut tx, &ctx.session, ctx.now).await?;
     audit::record(
         &mut tx,
-        &ctx,
+        ctx,
         "logout",
         "user",
         Some(ctx.actor.user_id.0),
@@ -565,5 +662,5 @@ pub async fn logout(State(s): State<AppState>, Auth(ctx): Auth) -> Result<Status
     )
     .await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

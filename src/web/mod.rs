@@ -3,9 +3,12 @@
 pub mod api;
 pub mod auth_api;
 pub mod extract;
+pub mod i18n;
 pub mod limits;
 pub mod metrics;
+pub mod pages;
 pub mod problem;
+pub mod session;
 
 use crate::auth::TokenKeys;
 use crate::clock::Clock;
@@ -86,7 +89,9 @@ pub fn router(state: AppState, web: &WebConfig) -> Router {
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
-        .route("/metrics", axum::routing::get(metrics::serve_with_token));
+        .route("/metrics", axum::routing::get(metrics::serve_with_token))
+        .merge(pages::routes())
+        .layer(axum::Extension(pages::PageFlags { https: web.https }));
     layered(routes, state, web)
 }
 
@@ -98,7 +103,7 @@ pub fn layered(routes: Router<AppState>, state: AppState, web: &WebConfig) -> Ro
         trusted_proxies: web.trusted_proxies.clone().into(),
     };
     routes
-        .fallback(|| async { Error::NotFound })
+        .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             Error::BadRequest {
                 code: "method_not_allowed",
@@ -120,6 +125,18 @@ pub fn layered(routes: Router<AppState>, state: AppState, web: &WebConfig) -> Ro
             request_context,
         ))
         .with_state(state)
+}
+
+/// Unknown paths: a problem under `/api/`, the 404 page anywhere else.
+async fn fallback(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/api/") {
+        return Error::NotFound.into_response();
+    }
+    pages::fallback(session::Language(i18n::Tr {
+        lang: session::lang_of(&headers),
+    }))
+    .await
 }
 
 /// The answer to a request whose handler panicked. The panic itself is logged (and sent to

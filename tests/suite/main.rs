@@ -11,6 +11,7 @@ mod catalog;
 mod concurrency;
 mod migrations;
 mod ops;
+mod pages;
 mod reports;
 mod requests;
 mod security;

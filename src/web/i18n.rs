@@ -1,0 +1,164 @@
+//! Message catalogs for the web pages: `locales/ru.txt` and `locales/en.txt`, one
+//! `key = text` per line, embedded in the binary. Russian is the default.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A language of the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ru,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim() {
+            "ru" => Some(Lang::Ru),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language, for the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Ru => Lang::En,
+            Lang::En => Lang::Ru,
+        }
+    }
+}
+
+pub const RU: &str = include_str!("../../locales/ru.txt");
+pub const EN: &str = include_str!("../../locales/en.txt");
+
+/// Parses a catalog; a line without ` = ` or a repeated key is an error naming the line.
+pub fn parse_catalog(text: &'static str) -> Result<HashMap<&'static str, &'static str>, String> {
+    let mut map = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once(" = ")
+            .ok_or_else(|| format!("line {}: expected `key = text`", n + 1))?;
+        if map.insert(k.trim(), v.trim()).is_some() {
+            return Err(format!("line {}: {} is defined twice", n + 1, k.trim()));
+        }
+    }
+    Ok(map)
+}
+
+fn catalog(lang: Lang) -> &'static HashMap<&'static str, &'static str> {
+    static RU_MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    static EN_MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    match lang {
+        Lang::Ru => RU_MAP.get_or_init(|| parse_catalog(RU).expect("locales/ru.txt parses")),
+        Lang::En => EN_MAP.get_or_init(|| parse_catalog(EN).expect("locales/en.txt parses")),
+    }
+}
+
+/// Looks texts up in one language; what templates call as `t.t("key")`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr {
+    pub lang: Lang,
+}
+
+impl Tr {
+    /// The text for `key`; `?` when it is missing (a test keeps none missing).
+    pub fn t(&self, key: &str) -> &'static str {
+        catalog(self.lang).get(key).copied().unwrap_or_else(|| {
+            tracing::warn!(key, lang = self.lang.code(), "missing message");
+            "?"
+        })
+    }
+
+    /// `t(key)` with `{}` replaced by `arg`.
+    pub fn t1(&self, key: &str, arg: impl std::fmt::Display) -> String {
+        self.t(key).replacen("{}", &arg.to_string(), 1)
+    }
+
+    pub fn lang(&self) -> &'static str {
+        self.lang.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_catalogs_parse_and_have_the_same_keys() {
+        let ru = parse_catalog(RU).unwrap();
+        let en = parse_catalog(EN).unwrap();
+        let mut only_ru: Vec<_> = ru.keys().filter(|k| !en.contains_key(*k)).collect();
+        let mut only_en: Vec<_> = en.keys().filter(|k| !ru.contains_key(*k)).collect();
+        only_ru.sort();
+        only_en.sort();
+        assert!(only_ru.is_empty(), "missing in en.txt: {only_ru:?}");
+        assert!(only_en.is_empty(), "missing in ru.txt: {only_en:?}");
+    }
+
+    #[test]
+    fn every_key_used_in_templates_and_code_exists() {
+        let ru = parse_catalog(RU).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut missing = Vec::new();
+        let mut dirs = vec![root.join("templates"), root.join("src/web")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.ends_with("i18n.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for marker in ["t.t(\"", "t.t1(\""] {
+                    for piece in text.split(marker).skip(1) {
+                        let key = piece.split('"').next().unwrap();
+                        if !ru.contains_key(key) {
+                            missing.push(format!("{}: {key}", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "keys not in the catalogs: {missing:?}");
+    }
+
+    #[test]
+    fn russian_status_labels_are_the_products() {
+        let ru = parse_catalog(RU).unwrap();
+        for st in crate::domain::request::Status::ALL {
+            assert_eq!(
+                ru[format!("status.{}", st.as_str()).as_str()],
+                st.label_ru()
+            );
+        }
+    }
+
+    #[test]
+    fn catalogs_refuse_malformed_lines() {
+        assert!(
+            parse_catalog("a = b\nbroken\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(
+            parse_catalog("a = b\na = c\n")
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+}

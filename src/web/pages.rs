@@ -1,0 +1,859 @@
+//! The web pages: server-rendered HTML from templates checked at compile time, plain forms
+//! with post/redirect/get, the project's own CSS and a little JavaScript, embedded and
+//! cache-busted. Every page goes through the same store functions, so the access matrix holds.
+
+use super::AppState;
+use super::auth_api::{self, PasswordStep};
+use super::extract::ClientIp;
+use super::i18n::{Lang, Tr};
+use super::session::{
+    LANG_COOKIE, Language, PRE_COOKIE, SESSION_COOKIE, Viewer, cookie, csrf_for, forbidden,
+    set_cookie,
+};
+use crate::auth::MfaPurpose;
+use crate::domain::ids::{RequestId, UserId};
+use crate::domain::request::{self as rules, RequestType, Status};
+use crate::error::Error;
+use crate::store::{Page, requests, users};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Settings the pages need from the web configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct PageFlags {
+    /// Cookies get `Secure` when the site is served over HTTPS.
+    pub https: bool,
+}
+
+/// The fields of a posted form. A body that is not a form reads as no fields, so a forged
+/// post without its token is refused by the CSRF check (403), whatever it sends.
+pub struct FormFields(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for FormFields {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(FormFields(
+            serde_urlencoded::from_bytes(&bytes).unwrap_or_default(),
+        ))
+    }
+}
+
+const CSS: &str = include_str!("../../assets/web/app.css");
+const JS: &str = include_str!("../../assets/web/app.js");
+
+/// Asset paths carry a hash of their content, so browsers may keep them for a year.
+struct Assets {
+    css: String,
+    js: String,
+}
+
+fn assets() -> &'static Assets {
+    static A: OnceLock<Assets> = OnceLock::new();
+    A.get_or_init(|| {
+        let tag = |body: &str| crate::auth::secret_hash(body)[..12].to_owned();
+        Assets {
+            css: format!("/assets/app.{}.css", tag(CSS)),
+            js: format!("/assets/app.{}.js", tag(JS)),
+        }
+    })
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let a = assets();
+    let (body, kind) = if format!("/assets/{name}") == a.css {
+        (CSS, "text/css; charset=utf-8")
+    } else if format!("/assets/{name}") == a.js {
+        (JS, "text/javascript; charset=utf-8")
+    } else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What every page's frame needs.
+pub struct Layout {
+    pub t: Tr,
+    pub csrf: String,
+    pub user_name: Option<String>,
+    pub section: &'static str,
+    pub path: String,
+    pub other_lang: &'static str,
+    pub css: &'static str,
+    pub js: &'static str,
+}
+
+impl Layout {
+    fn new(
+        t: Tr,
+        csrf: String,
+        user_name: Option<String>,
+        section: &'static str,
+        path: &str,
+    ) -> Layout {
+        let a = assets();
+        Layout {
+            t,
+            csrf,
+            user_name,
+            section,
+            path: path.to_owned(),
+            other_lang: t.lang.other().code(),
+            css: &a.css,
+            js: &a.js,
+        }
+    }
+
+    fn signed_in(v: &Viewer, section: &'static str, path: &str) -> Layout {
+        Layout::new(
+            v.tr,
+            v.csrf.clone(),
+            Some(v.user.name.clone()),
+            section,
+            path,
+        )
+    }
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    status: u16,
+    message: String,
+    request_id: String,
+}
+
+/// The HTML of an error page (404, 403, 500) with the request id.
+pub fn error_page(t: Tr, status: StatusCode, message: &str) -> String {
+    let page = ErrorPage {
+        l: Layout::new(t, String::new(), None, "", "/"),
+        status: status.as_u16(),
+        message: message.to_owned(),
+        request_id: super::problem::current_request_id(),
+    };
+    page.render().unwrap_or_else(|_| message.to_owned())
+}
+
+/// An error as a page: 404 for anything invisible, 500 (logged) for the unexpected.
+fn page_error(t: Tr, e: Error) -> Response {
+    match e {
+        Error::NotFound => not_found(t),
+        Error::Internal(err) => {
+            tracing::error!(request_id = %super::problem::current_request_id(), error = ?err, "internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(error_page(
+                    t,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    t.t("error.500"),
+                )),
+            )
+                .into_response()
+        }
+        other => other.into_response(),
+    }
+}
+
+fn not_found(t: Tr) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(error_page(t, StatusCode::NOT_FOUND, t.t("error.404"))),
+    )
+        .into_response()
+}
+
+/// The fallback for paths outside the API: the 404 page.
+pub async fn fallback(Language(t): Language) -> Response {
+    not_found(t)
+}
+
+/// A local path to go to after signing in; anything else becomes `/`.
+fn safe_next(next: Option<&String>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.clone(),
+        _ => "/".to_owned(),
+    }
+}
+
+/// Whether a posted form token is this browser's: its session's, or before sign-in the
+/// double-submit cookie's.
+fn form_token_ok(s: &AppState, headers: &HeaderMap, token: &str) -> bool {
+    let eq = |a: &str| crate::domain::totp::constant_time_eq(a.as_bytes(), token.as_bytes());
+    if let Some((_, family)) =
+        cookie(headers, SESSION_COOKIE).and_then(|c| s.keys.verify_web(c, s.clock.now()))
+        && eq(&csrf_for(&family))
+    {
+        return true;
+    }
+    cookie(headers, PRE_COOKIE).is_some_and(|pre| !token.is_empty() && eq(pre))
+}
+
+/// The double-submit value of this browser, and a cookie to set when it has none yet.
+fn pre_token(headers: &HeaderMap, flags: PageFlags) -> (String, Option<header::HeaderValue>) {
+    match cookie(headers, PRE_COOKIE).filter(|v| v.len() >= 32) {
+        Some(v) => (v.to_owned(), None),
+        None => {
+            let v = crate::auth::random_token();
+            let c = set_cookie(PRE_COOKIE, &v, None, flags.https);
+            (v, Some(c))
+        }
+    }
+}
+
+fn with_cookie(mut r: Response, c: Option<header::HeaderValue>) -> Response {
+    if let Some(c) = c {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+// ------------------------------------------------------------------ sign-in
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    l: Layout,
+    error: Option<&'static str>,
+    email: String,
+    next: String,
+}
+
+async fn login_form(
+    Language(t): Language,
+    Extension(flags): Extension<PageFlags>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (token, set) = pre_token(&headers, flags);
+    let page = LoginPage {
+        l: Layout::new(t, token, None, "login", "/login"),
+        error: None,
+        email: String::new(),
+        next: safe_next(q.get("next")),
+    };
+    with_cookie(render(&page), set)
+}
+
+#[derive(Template)]
+#[template(path = "code.html")]
+struct CodePage {
+    l: Layout,
+    title: &'static str,
+    error: Option<&'static str>,
+    action: &'static str,
+    mfa_token: String,
+    next: String,
+    qr_svg: Option<String>,
+    secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "recovery.html")]
+struct RecoveryPage {
+    l: Layout,
+    codes: Vec<String>,
+    next: String,
+}
+
+/// Signs the browser in: a session, its cookie, and on to `next`.
+async fn sign_in(
+    s: &AppState,
+    flags: PageFlags,
+    user: UserId,
+    ip: &str,
+    action: &'static str,
+    next: &str,
+) -> Result<Response, Error> {
+    let now = s.clock.now();
+    let session = auth_api::start_session(s, user, ip, now, action).await?;
+    let value = s
+        .keys
+        .issue_web(user, &session.family, now, s.security.refresh_ttl)?;
+    let mut r = Redirect::to(next).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &value,
+            Some(s.security.refresh_ttl.num_seconds()),
+            flags.https,
+        ),
+    );
+    Ok(r)
+}
+
+async fn login(
+    State(s): State<AppState>,
+    Language(t): Language,
+    Extension(flags): Extension<PageFlags>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    FormFields(f): FormFields,
+) -> Response {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if !form_token_ok(&s, &headers, &field("_csrf")) {
+        return forbidden(t);
+    }
+    let next = safe_next(f.get("next"));
+    let (token, set) = pre_token(&headers, flags);
+    let email = field("email");
+    let again = |error: &'static str, status: StatusCode| {
+        let page = LoginPage {
+            l: Layout::new(t, token.clone(), None, "login", "/login"),
+            error: Some(error),
+            email: email.trim().to_owned(),
+            next: next.clone(),
+        };
+        with_cookie((status, render(&page)).into_response(), set.clone())
+    };
+    match auth_api::password_step(&s, &ip, &email, &field("password")).await {
+        Ok(PasswordStep::Done(user)) => sign_in(&s, flags, user, &ip, "login", &next)
+            .await
+            .unwrap_or_else(|e| page_error(t, e)),
+        Ok(PasswordStep::Mfa(MfaPurpose::Verify, mfa_token)) => render(&CodePage {
+            l: Layout::new(t, token, None, "login", "/login"),
+            title: t.t("auth.code.title"),
+            error: None,
+            action: "/login/2fa",
+            mfa_token,
+            next,
+            qr_svg: None,
+            secret: String::new(),
+        }),
+        Ok(PasswordStep::Mfa(MfaPurpose::Enroll, mfa_token)) => {
+            enrol_page(&s, t, token, mfa_token, next, None).await
+        }
+        Err(Error::Unauthorized(_)) => again(t.t("auth.wrong"), StatusCode::UNAUTHORIZED),
+        Err(Error::TooManyRequests { .. }) => {
+            again(t.t("auth.too_many"), StatusCode::TOO_MANY_REQUESTS)
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
+/// The first-time set-up of the second factor: a new secret, its QR code, a code field.
+async fn enrol_page(
+    s: &AppState,
+    t: Tr,
+    token: String,
+    mfa_token: String,
+    next: String,
+    error: Option<&'static str>,
+) -> Response {
+    let now = s.clock.now();
+    let Some((user, MfaPurpose::Enroll)) = s.keys.verify_mfa(&mfa_token, now) else {
+        return expired(t, token);
+    };
+    let row = match users::find(&s.db, user).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return expired(t, token),
+        Err(e) => return page_error(t, e),
+    };
+    // After a wrong code the same secret stays, so the app's entry keeps working.
+    let setup = match error {
+        Some(_) => auth_api::pending_enrolment(s, user, &row.email)
+            .await
+            .transpose(),
+        None => Some(auth_api::begin_enrolment(s, user, &row.email).await),
+    };
+    let setup = match setup {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => return page_error(t, e),
+        None => return expired(t, token),
+    };
+    let svg = setup
+        .qr_svg
+        .find("<svg")
+        .map_or(setup.qr_svg.as_str(), |i| &setup.qr_svg[i..])
+        .to_owned();
+    render(&CodePage {
+        l: Layout::new(t, token, None, "login", "/login"),
+        title: t.t("auth.enrol.title"),
+        error,
+        action: "/login/enrol",
+        mfa_token,
+        next,
+        qr_svg: Some(svg),
+        secret: setup.secret,
+    })
+}
+
+fn expired(t: Tr, token: String) -> Response {
+    let page = LoginPage {
+        l: Layout::new(t, token, None, "login", "/login"),
+        error: Some(t.t("auth.code.expired")),
+        email: String::new(),
+        next: "/".into(),
+    };
+    (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+}
+
+async fn login_code(
+    State(s): State<AppState>,
+    Language(t): Language,
+    Extension(flags): Extension<PageFlags>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    FormFields(f): FormFields,
+) -> Response {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let token = field("_csrf");
+    if !form_token_ok(&s, &headers, &token) {
+        return forbidden(t);
+    }
+    let next = safe_next(f.get("next"));
+    let mfa_token = field("mfa_token");
+    match auth_api::second_factor_step(&s, &ip, &mfa_token, field("code").trim()).await {
+        Ok(Ok(user)) => sign_in(&s, flags, user, &ip, "login_mfa", &next)
+            .await
+            .unwrap_or_else(|e| page_error(t, e)),
+        Ok(Err(_)) | Err(Error::TooManyRequests { .. }) => {
+            let mut r = code_again(t, token, mfa_token, next, t.t("auth.too_many"));
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            r
+        }
+        Err(Error::Unauthorized(msg)) if msg.contains("token") => expired(t, token),
+        Err(Error::Unauthorized(_)) => {
+            let mut r = code_again(t, token, mfa_token, next, t.t("auth.code.wrong"));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
+fn code_again(
+    t: Tr,
+    token: String,
+    mfa_token: String,
+    next: String,
+    error: &'static str,
+) -> Response {
+    render(&CodePage {
+        l: Layout::new(t, token, None, "login", "/login"),
+        title: t.t("auth.code.title"),
+        error: Some(error),
+        action: "/login/2fa",
+        mfa_token,
+        next,
+        qr_svg: None,
+        secret: String::new(),
+    })
+}
+
+async fn login_enrol(
+    State(s): State<AppState>,
+    Language(t): Language,
+    Extension(flags): Extension<PageFlags>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    FormFields(f): FormFields,
+) -> Response {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let token = field("_csrf");
+    if !form_token_ok(&s, &headers, &token) {
+        return forbidden(t);
+    }
+    let next = safe_next(f.get("next"));
+    let mfa_token = field("mfa_token");
+    let now = s.clock.now();
+    let Some((user, MfaPurpose::Enroll)) = s.keys.verify_mfa(&mfa_token, now) else {
+        return expired(t, token);
+    };
+    match auth_api::finish_enrolment(&s, &ip, user, field("code").trim()).await {
+        Ok(codes) => {
+            let signed = match sign_in(&s, flags, user, &ip, "login_mfa", &next).await {
+                Ok(r) => r,
+                Err(e) => return page_error(t, e),
+            };
+            // Show the codes once, with the session cookie already set.
+            let cookies: Vec<_> = signed
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
+            let page = RecoveryPage {
+                l: Layout::new(t, token, None, "login", "/login"),
+                codes,
+                next,
+            };
+            let mut r = render(&page);
+            for c in cookies {
+                r.headers_mut().append(header::SET_COOKIE, c);
+            }
+            r
+        }
+        Err(Error::Unauthorized(_)) => {
+            let mut r =
+                enrol_page(&s, t, token, mfa_token, next, Some(t.t("auth.code.wrong"))).await;
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    Extension(flags): Extension<PageFlags>,
+    v: Viewer,
+    FormFields(f): FormFields,
+) -> Response {
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(v.tr);
+    }
+    if let Err(e) = auth_api::end_session(&s, &v.ctx).await {
+        return page_error(v.tr, e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", Some(0), flags.https),
+    );
+    r
+}
+
+/// Switches the language and remembers it for a year.
+async fn switch_lang(
+    State(s): State<AppState>,
+    Language(t): Language,
+    Extension(flags): Extension<PageFlags>,
+    headers: HeaderMap,
+    FormFields(f): FormFields,
+) -> Response {
+    if !form_token_ok(&s, &headers, f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let lang = f
+        .get("lang")
+        .and_then(|l| Lang::parse(l))
+        .unwrap_or(Lang::Ru);
+    let mut r = Redirect::to(&safe_next(f.get("next"))).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LANG_COOKIE, lang.code(), Some(365 * 24 * 3600), flags.https),
+    );
+    r
+}
+
+// ------------------------------------------------------------------ requests
+
+/// A request as a row of a list.
+pub struct RowView {
+    pub id: i64,
+    pub number: String,
+    pub subject: String,
+    pub type_label: &'static str,
+    pub emergency: bool,
+    pub status: &'static str,
+    pub status_label: &'static str,
+    pub deadline: String,
+    pub deadline_iso: String,
+    pub overdue: bool,
+}
+
+fn when(t: Tr, at: DateTime<Utc>) -> String {
+    format!("{} {}", at.format("%d.%m.%Y %H:%M"), t.t("time.utc"))
+}
+
+fn status_label(t: Tr, s: Status) -> &'static str {
+    t.t(&format!("status.{}", s.as_str()))
+}
+
+fn type_label(t: Tr, k: RequestType) -> &'static str {
+    t.t(&format!("type.{}", k.as_str()))
+}
+
+fn row_view(t: Tr, r: &requests::ServiceRequest) -> RowView {
+    let deadline = if r.status == Status::Open && r.assigned_to.is_none() {
+        r.assign_by
+    } else {
+        r.close_by
+    };
+    RowView {
+        id: r.id.0,
+        number: r.number.clone(),
+        subject: r.subject.clone(),
+        type_label: type_label(t, r.r#type),
+        emergency: r.r#type == RequestType::Emergency,
+        status: r.status.as_str(),
+        status_label: status_label(t, r.status),
+        deadline: when(t, deadline),
+        deadline_iso: crate::domain::time::to_db(deadline),
+        overdue: r.overdue,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct RequestsPage {
+    l: Layout,
+    rows: Vec<RowView>,
+    q: String,
+    status: String,
+    statuses: Vec<(&'static str, &'static str)>,
+    next_cursor: Option<String>,
+    next_href: String,
+}
+
+async fn request_list(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let t = v.tr;
+    let text = q.get("q").cloned().unwrap_or_default();
+    let status = q
+        .get("status")
+        .filter(|st| Status::parse(st).is_some())
+        .cloned()
+        .unwrap_or_default();
+    let page = match super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
+    {
+        Ok(p) => p,
+        Err(_) => Page {
+            limit: Page::DEFAULT,
+            after: None,
+        },
+    };
+    let filter = requests::Filter {
+        status: (!status.is_empty()).then(|| status.clone()),
+        q: (!text.trim().is_empty()).then(|| text.clone()),
+        ..Default::default()
+    };
+    let (list, next) = match requests::list(&s.db, &v.ctx, &filter, page).await {
+        Ok(x) => x,
+        Err(e) => return page_error(t, e),
+    };
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &text)
+        .append_pair("status", &status)
+        .finish();
+    render(&RequestsPage {
+        l: Layout::signed_in(&v, "requests", "/requests"),
+        rows: list.iter().map(|r| row_view(t, r)).collect(),
+        q: text,
+        status,
+        statuses: Status::ALL
+            .iter()
+            .map(|st| (st.as_str(), status_label(t, *st)))
+            .collect(),
+        next_cursor: next,
+        next_href: format!("/requests?{query}&cursor="),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    l: Layout,
+    name: String,
+    counts: Vec<(&'static str, &'static str, i64)>,
+    rows: Vec<RowView>,
+}
+
+async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
+    let t = v.tr;
+    let counts = match requests::count_by_status(&s.db, &v.ctx).await {
+        Ok(c) => c,
+        Err(e) => return page_error(t, e),
+    };
+    let first = Page {
+        limit: 20,
+        after: None,
+    };
+    let mut rows = Vec::new();
+    for filter in [
+        requests::Filter {
+            overdue: Some(true),
+            ..Default::default()
+        },
+        requests::Filter {
+            r#type: Some("emergency".into()),
+            status: Some("open,in_progress".into()),
+            ..Default::default()
+        },
+    ] {
+        match requests::list(&s.db, &v.ctx, &filter, first).await {
+            Ok((list, _)) => {
+                for r in list {
+                    if !rows.iter().any(|x: &requests::ServiceRequest| x.id == r.id) {
+                        rows.push(r);
+                    }
+                }
+            }
+            Err(e) => return page_error(t, e),
+        }
+    }
+    // Emergencies first, then the nearest deadline.
+    rows.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.close_by));
+    render(&DashboardPage {
+        l: Layout::signed_in(&v, "dashboard", "/"),
+        name: v.user.name.clone(),
+        counts: counts
+            .into_iter()
+            .map(|(st, n)| (st.as_str(), status_label(t, st), n))
+            .collect(),
+        rows: rows.iter().map(|r| row_view(t, r)).collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestPage {
+    l: Layout,
+    r: RowView,
+    description: String,
+    error: Option<String>,
+    engineer: String,
+    created: String,
+    assign_by: String,
+    close_by: String,
+    moves: Vec<(&'static str, &'static str)>,
+    history: Vec<(String, String, &'static str, String)>,
+    comments: Vec<(String, String, String)>,
+}
+
+async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<String>) -> Response {
+    let t = v.tr;
+    let r = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
+        Ok(r) => r,
+        Err(e) => return page_error(t, e),
+    };
+    let history = match requests::history_of(&s.db, &v.ctx, RequestId(id)).await {
+        Ok(h) => h,
+        Err(e) => return page_error(t, e),
+    };
+    let comments = match requests::comments(&s.db, &v.ctx, RequestId(id)).await {
+        Ok(c) => c,
+        Err(e) => return page_error(t, e),
+    };
+    let engineer = match r.assigned_to {
+        Some(u) => match users::find(&s.db, u).await {
+            Ok(Some(row)) => row.name,
+            Ok(None) => t.t("request.engineer.none").to_owned(),
+            Err(e) => return page_error(t, e),
+        },
+        None => t.t("request.engineer.none").to_owned(),
+    };
+    let is_assignee = r.assigned_to == Some(v.ctx.actor.user_id);
+    let moves = rules::moves_for(&v.ctx.actor, r.status, is_assignee)
+        .into_iter()
+        .map(|m| (m.as_str(), t.t(&format!("move.{}", m.as_str()))))
+        .collect();
+    render(&RequestPage {
+        description: r.description.clone(),
+        l: Layout::signed_in(v, "requests", &format!("/requests/{id}")),
+        error,
+        engineer,
+        created: when(t, r.created_at),
+        assign_by: when(t, r.assign_by),
+        close_by: when(t, r.close_by),
+        moves,
+        history: history
+            .iter()
+            .map(|h| {
+                (
+                    crate::domain::time::to_db(h.created_at),
+                    when(t, h.created_at),
+                    status_label(t, h.to_status),
+                    h.comment.clone(),
+                )
+            })
+            .collect(),
+        comments: comments
+            .iter()
+            .map(|c| {
+                (
+                    crate::domain::time::to_db(c.created_at),
+                    when(t, c.created_at),
+                    c.body.clone(),
+                )
+            })
+            .collect(),
+        r: row_view(t, &r),
+    })
+}
+
+async fn request_page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
+    match id.parse::<i64>() {
+        Ok(id) if id > 0 => request_page_for(&s, &v, id, None).await,
+        _ => not_found(v.tr),
+    }
+}
+
+async fn request_move(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(v.tr);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(v.tr);
+    };
+    let Some(status) = f.get("status").and_then(|st| Status::parse(st)) else {
+        return request_page_for(&s, &v, id, Some(v.tr.t("request.moves.none").to_owned())).await;
+    };
+    let change = requests::StatusChange {
+        status,
+        comment: f.get("comment").cloned().unwrap_or_default(),
+    };
+    match requests::set_status(&s.db, &v.ctx, RequestId(id), change).await {
+        Ok(_) => Redirect::to(&format!("/requests/{id}")).into_response(),
+        Err(Error::NotFound) => not_found(v.tr),
+        Err(Error::Internal(e)) => page_error(v.tr, Error::Internal(e)),
+        Err(e) => {
+            let message = e.to_string();
+            let mut r = request_page_for(&s, &v, id, Some(message)).await;
+            *r.status_mut() = StatusCode::CONFLICT;
+            r
+        }
+    }
+}
+
+/// The pages, to merge into the application's router.
+pub fn routes() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_form).post(login))
+        .route("/login/2fa", post(login_code))
+        .route("/login/enrol", post(login_enrol))
+        .route("/logout", post(logout))
+        .route("/lang", post(switch_lang))
+        .route("/requests", get(request_list))
+        .route("/requests/{id}", get(request_page))
+        .route("/requests/{id}/status", post(request_move))
+        .route("/assets/{name}", get(asset))
+}

@@ -1,0 +1,315 @@
+//! The web pages, driven through the router as a browser would: forms, cookies, redirects.
+
+use crate::support::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ferum::domain::access::Role;
+use serde_json::json;
+
+/// A browser: its cookies, kept between requests.
+#[derive(Default)]
+struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &Resp) {
+        for v in r.headers.get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            let pair = v.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), val.to_owned()));
+            }
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
+        let req = Request::get(path)
+            .header("cookie", self.cookie_header())
+            .body(Body::empty())
+            .unwrap();
+        let r = app.send(req).await;
+        self.keep(&r);
+        r
+    }
+
+    async fn post(&mut self, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let req = Request::post(path)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let r = app.send(req).await;
+        self.keep(&r);
+        r
+    }
+
+    /// Posts a form with the page's CSRF token, as the browser would from `page`.
+    async fn submit(
+        &mut self,
+        app: &TestApp,
+        page: &Resp,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Resp {
+        let token = hidden(page, "_csrf");
+        let mut all = vec![("_csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(app, path, &all).await
+    }
+
+    async fn sign_in(&mut self, app: &TestApp, email: &str) -> Resp {
+        let page = self.get(app, "/login").await;
+        self.submit(
+            app,
+            &page,
+            "/login",
+            &[("email", email), ("password", PASSWORD), ("next", "/")],
+        )
+        .await
+    }
+}
+
+fn html(r: &Resp) -> &str {
+    r.body.as_str().unwrap_or_default()
+}
+
+/// The value of a hidden input of the page.
+fn hidden(r: &Resp, name: &str) -> String {
+    let page = html(r);
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+fn location(r: &Resp) -> &str {
+    r.headers["location"].to_str().unwrap()
+}
+
+both! {
+    async fn signing_in_out_and_the_session_rules(app) {
+        let w = app.world().await;
+        let mut b = Browser::default();
+        // Anonymous pages send to the sign-in page and come back.
+        let r = b.get(&app, "/requests?status=open").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/login?next=%2Frequests%3Fstatus%3Dopen");
+
+        let page = b.get(&app, "/login").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(html(&page).contains("<html lang=\"ru\">"));
+        assert!(html(&page).contains("<label for=\"email\">Электронная почта</label>"));
+        // A wrong password: the page again, the e-mail kept, an alert, nothing signed in.
+        let r = b.submit(&app, &page, "/login", &[("email", &w.engineer.email), ("password", "not the password"), ("next", "/")]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(html(&r).contains("role=\"alert\">Неверная почта или пароль."), "{}", html(&r));
+        assert!(html(&r).contains(&format!("value=\"{}\"", w.engineer.email)));
+        assert!(b.cookie("ferum_session").is_none());
+        // Without the form token: refused.
+        let r = b.post(&app, "/login", &[("email", &w.engineer.email), ("password", PASSWORD)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(b.cookie("ferum_session").is_none());
+
+        let r = b.submit(&app, &page, "/login", &[("email", &w.engineer.email), ("password", PASSWORD), ("next", "/requests")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(location(&r), "/requests");
+        let set = r.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>().join("\n");
+        assert!(set.contains("ferum_session=") && set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"), "{set}");
+        let dash = b.get(&app, "/").await;
+        assert_eq!(dash.status, StatusCode::OK);
+        assert!(html(&dash).contains("<h1>Здравствуйте,"), "{}", html(&dash));
+        assert!(html(&dash).contains("href=\"/requests\""));
+
+        // An open redirect is not possible through `next`.
+        let mut other = Browser::default();
+        let p = other.get(&app, "/login").await;
+        let r = other.submit(&app, &p, "/login", &[("email", &w.engineer.email), ("password", PASSWORD), ("next", "//evil.example/")]).await;
+        assert_eq!(location(&r), "/");
+
+        // Sign-out needs the token, and ends the session for good.
+        let r = b.post(&app, "/logout", &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let old = b.cookie("ferum_session").unwrap().to_owned();
+        let r = b.submit(&app, &dash, "/logout", &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(b.cookie("ferum_session").is_none());
+        b.cookies.push(("ferum_session".into(), old));
+        let r = b.get(&app, "/").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "a signed-out session cookie must not work");
+
+        // Disabling a user ends their browser sessions too, as it does their tokens.
+        let r = other.get(&app, "/").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let u = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await;
+        app.call_with(axum::http::Method::PATCH, &format!("/api/v1/users/{}", w.engineer.id), Some(&w.admin.token), Some(json!({"enabled": false, "version": u.body["version"]})), &[]).await.assert(StatusCode::OK);
+        let r = other.get(&app, "/").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+
+    async fn the_language_switch_is_remembered(app) {
+        let w = app.world().await;
+        let mut b = Browser::default();
+        b.sign_in(&app, &w.engineer.email).await;
+        let page = b.get(&app, "/requests").await;
+        assert!(html(&page).contains("<html lang=\"ru\">"));
+        assert!(html(&page).contains("<h1>Заявки</h1>"));
+        let r = b.submit(&app, &page, "/lang", &[("lang", "en"), ("next", "/requests")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/requests");
+        let page = b.get(&app, "/requests").await;
+        assert!(html(&page).contains("<html lang=\"en\">"), "{}", html(&page));
+        assert!(html(&page).contains("<h1>Requests</h1>"));
+        let login = Browser { cookies: vec![("ferum_lang".into(), "en".into())] }.get(&app, "/login").await;
+        assert!(html(&login).contains("<h1>Sign in to Ferum</h1>"));
+        // Without the token the switch is refused.
+        let r = b.post(&app, "/lang", &[("lang", "ru")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+
+    async fn request_pages_honour_the_access_matrix_and_move_requests(app) {
+        // Password-only sign-in here; the second factor has its own test.
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let request = app.request(&w.admin, w.object, "emergency").await;
+        let id = request["id"].as_i64().unwrap();
+        let number = request["number"].as_str().unwrap().to_owned();
+        // A client of another customer: the request does not exist for them.
+        let other_customer = app.customer(&w.admin, "ООО Другой", next_inn()).await;
+        let stranger = app.user(&[Role::Client], Some(other_customer)).await;
+        let mut b = Browser::default();
+        b.sign_in(&app, &stranger.email).await;
+        let r = b.get(&app, &format!("/requests/{id}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(html(&r).contains("data-request-id>"), "{}", html(&r));
+        let list = b.get(&app, "/requests").await;
+        assert!(!html(&list).contains(&number));
+
+        // The admin sees it, emergency first on the dashboard, and can only assign-free moves.
+        let mut admin = Browser::default();
+        let r = admin.sign_in(&app, &w.admin.email).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let dash = admin.get(&app, "/").await;
+        assert!(html(&dash).contains(&format!("href=\"/requests/{id}\"")), "{}", html(&dash));
+        let list = admin.get(&app, "/requests?q=%D0%B4%D0%B0%D1%82%D1%87%D0%B8%D0%BA").await;
+        assert!(html(&list).contains(&number), "{}", html(&list));
+
+        // The assigned engineer starts it from the page (post/redirect/get).
+        app.patch(&format!("/api/v1/requests/{id}"), &w.admin, json!({"assigned_to": w.engineer.id, "version": request["version"]})).await.assert(StatusCode::OK);
+        let mut eng = Browser::default();
+        eng.sign_in(&app, &w.engineer.email).await;
+        let page = eng.get(&app, &format!("/requests/{id}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(html(&page).contains("value=\"in_progress\""), "{}", html(&page));
+        assert!(!html(&page).contains("value=\"closed\""));
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "in_progress"), ("comment", "Выезжаю")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(location(&r), format!("/requests/{id}"));
+        let page = eng.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&page).contains("В работе"));
+        assert!(html(&page).contains("Выезжаю"));
+        // A move the workflow refuses is explained on the page, and changes nothing.
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "closed")]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert!(html(&r).contains("role=\"alert\""));
+        let api = app.get(&format!("/api/v1/requests/{id}"), &w.admin).await;
+        assert_eq!(api.body["status"], "in_progress");
+        // Without the token nothing moves.
+        let r = eng.post(&app, &format!("/requests/{id}/status"), &[("status", "cancelled")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+
+    async fn the_second_factor_is_set_up_and_used_in_the_browser(app) {
+        let boss = app.user(&[Role::Director], None).await;
+        let mut b = Browser::default();
+        let r = b.sign_in(&app, &boss.email).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(html(&r).contains("<svg"), "the enrolment page shows the QR code");
+        assert!(b.cookie("ferum_session").is_none());
+        let secret = {
+            let page = html(&r);
+            let start = page.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+            page[start..].split('<').next().unwrap().to_owned()
+        };
+        let wrong = b.submit(&app, &r, "/login/enrol", &[("mfa_token", &hidden(&r, "mfa_token")), ("code", "000000"), ("next", "/")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        let code = app.totp(&secret);
+        let done = b.submit(&app, &wrong, "/login/enrol", &[("mfa_token", &hidden(&wrong, "mfa_token")), ("code", &code), ("next", "/")]).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", html(&done));
+        assert_eq!(html(&done).matches("<li><code>").count(), 10, "ten recovery codes, shown once");
+        assert!(b.cookie("ferum_session").is_some());
+        assert_eq!(b.get(&app, "/").await.status, StatusCode::OK);
+
+        // Next time: password, then a code.
+        app.clock.advance(chrono::Duration::seconds(60));
+        let mut again = Browser::default();
+        let r = again.sign_in(&app, &boss.email).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(html(&r).contains("action=\"/login/2fa\""));
+        let bad = again.submit(&app, &r, "/login/2fa", &[("mfa_token", &hidden(&r, "mfa_token")), ("code", "123456"), ("next", "/")]).await;
+        assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+        assert!(html(&bad).contains("role=\"alert\""));
+        let ok = again.submit(&app, &bad, "/login/2fa", &[("mfa_token", &hidden(&bad, "mfa_token")), ("code", &app.totp(&secret)), ("next", "/")]).await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", html(&ok));
+        assert_eq!(again.get(&app, "/").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn assets_are_cache_busted_and_pages_404_in_html() {
+    let app = TestApp::sqlite().await;
+    let mut b = Browser::default();
+    let login = b.get(&app, "/login").await;
+    let page = html(&login);
+    let css = page
+        .split("href=\"")
+        .find(|p| p.starts_with("/assets/app."))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = b.get(&app, &css).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert_eq!(
+        b.get(&app, "/assets/app.0000.css").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = b.get(&app, "/no/such/page").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(html(&r).contains("data-request-id>"));
+    // Under /api/ unknown paths stay problems.
+    let r = b.get(&app, "/api/v1/nothing").await;
+    assert_eq!(r.body["code"], "not_found");
+    assert!(login.body.as_str().unwrap().len() < 100 * 1024);
+}
