@@ -81,6 +81,11 @@ impl Tr {
         })
     }
 
+    /// The text for `key`, if the catalog has one.
+    pub fn get(&self, key: &str) -> Option<&'static str> {
+        catalog(self.lang).get(key).copied()
+    }
+
     /// `t(key)` with `{}` replaced by `arg`.
     pub fn t1(&self, key: &str, arg: impl std::fmt::Display) -> String {
         self.t(key).replacen("{}", &arg.to_string(), 1)

@@ -842,6 +842,142 @@ async fn request_move(
     }
 }
 
+#[derive(Template)]
+#[template(path = "request_new.html")]
+struct NewRequestPage {
+    l: Layout,
+    objects: Vec<(i64, String)>,
+    types: Vec<(&'static str, &'static str)>,
+    kind: RequestType,
+    object_id: String,
+    subject: String,
+    description: String,
+    errors: Vec<(String, &'static str)>,
+}
+
+impl NewRequestPage {
+    fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
+    }
+}
+
+/// The form to open a request on one of the sites this user may see.
+async fn new_request_page(
+    s: &AppState,
+    v: &Viewer,
+    form: &HashMap<String, String>,
+    errors: Vec<(String, &'static str)>,
+) -> Response {
+    let t = v.tr;
+    let filter = crate::store::objects::Filter {
+        archived: Some(false),
+        ..Default::default()
+    };
+    let objects = match crate::store::objects::list(
+        &s.db,
+        &v.ctx,
+        &filter,
+        Page {
+            limit: Page::MAX,
+            after: None,
+        },
+    )
+    .await
+    {
+        Ok((list, _)) => list,
+        Err(e) => return page_error(t, e),
+    };
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let mut objects: Vec<(i64, String)> = objects
+        .into_iter()
+        .map(|o| {
+            let label = if o.address.is_empty() {
+                o.name
+            } else {
+                format!("{} — {}", o.name, o.address)
+            };
+            (o.id.0, label)
+        })
+        .collect();
+    objects.sort_by(|a, b| a.1.cmp(&b.1));
+    let page = NewRequestPage {
+        l: Layout::signed_in(v, "requests", "/requests/new"),
+        objects,
+        types: RequestType::ALL
+            .iter()
+            .map(|k| (k.as_str(), type_label(t, *k)))
+            .collect(),
+        kind: form
+            .get("type")
+            .and_then(|k| RequestType::parse(k))
+            .unwrap_or(RequestType::Maintenance),
+        object_id: field("object_id"),
+        subject: field("subject"),
+        description: field("description"),
+        errors,
+    };
+    let status = if page.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, render(&page)).into_response()
+}
+
+async fn new_request_form(State(s): State<AppState>, v: Viewer) -> Response {
+    new_request_page(&s, &v, &HashMap::new(), Vec::new()).await
+}
+
+async fn create_request(
+    State(s): State<AppState>,
+    v: Viewer,
+    FormFields(f): FormFields,
+) -> Response {
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let object = f
+        .get("object_id")
+        .and_then(|o| o.trim().parse::<i64>().ok());
+    let Some(object) = object else {
+        let msg = t.t("field.required");
+        return new_request_page(&s, &v, &f, vec![("object_id".into(), msg)]).await;
+    };
+    let input = requests::NewRequest {
+        r#type: f
+            .get("type")
+            .and_then(|k| RequestType::parse(k))
+            .unwrap_or(RequestType::Maintenance),
+        subject: f.get("subject").cloned().unwrap_or_default(),
+        description: f.get("description").cloned().unwrap_or_default(),
+        customer_id: None,
+        project_id: None,
+        object_id: Some(crate::domain::ids::ObjectId(object)),
+        assigned_to: None,
+        source: None,
+        reported_at: None,
+        planned_start: None,
+        planned_end: None,
+    };
+    match requests::create(&s.db, &v.ctx, &s.sla, input).await {
+        Ok(r) => Redirect::to(&format!("/requests/{}", r.id.0)).into_response(),
+        Err(Error::Validation(fields)) => {
+            let errors = fields
+                .iter()
+                .map(|fe| {
+                    let msg = t
+                        .get(&format!("field.{}", fe.code))
+                        .unwrap_or_else(|| t.t("field.invalid"));
+                    (fe.field.clone(), msg)
+                })
+                .collect();
+            new_request_page(&s, &v, &f, errors).await
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -853,6 +989,7 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/lang", post(switch_lang))
         .route("/requests", get(request_list))
+        .route("/requests/new", get(new_request_form).post(create_request))
         .route("/requests/{id}", get(request_page))
         .route("/requests/{id}/status", post(request_move))
         .route("/assets/{name}", get(asset))

@@ -239,6 +239,38 @@ both! {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
 
+    async fn a_client_opens_a_request_from_the_form(app) {
+        let w = app.world().await;
+        let client = app.user(&[Role::Client], Some(w.customer)).await;
+        let other_customer = app.customer(&w.admin, "ООО Чужой", next_inn()).await;
+        let foreign = app.object(&w.admin, other_customer, "Чужой склад").await;
+        let mut b = Browser::default();
+        b.sign_in(&app, &client.email).await;
+        let form = b.get(&app, "/requests/new").await;
+        assert_eq!(form.status, StatusCode::OK);
+        assert!(html(&form).contains(&format!("<option value=\"{}\"", w.object)), "{}", html(&form));
+        assert!(!html(&form).contains("Чужой склад"), "only the client's own sites are offered");
+        // A blank subject: the form again, the input kept, the error next to the field.
+        let object = w.object.to_string();
+        let r = b.submit(&app, &form, "/requests/new", &[("object_id", &object), ("type", "emergency"), ("subject", " "), ("description", "Запах гари")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("id=\"subject-error\">Заполните это поле."), "{}", html(&r));
+        assert!(html(&r).contains(">Запах гари</textarea>"));
+        assert!(html(&r).contains("<option value=\"emergency\" selected>"));
+        let before = app.count("service_requests").await;
+        // Someone else's site cannot be used, even by a forged form.
+        let foreign = foreign.to_string();
+        let r = b.submit(&app, &form, "/requests/new", &[("object_id", &foreign), ("type", "maintenance"), ("subject", "Чужое")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert_eq!(app.count("service_requests").await, before);
+        let r = b.submit(&app, &form, "/requests/new", &[("object_id", &object), ("type", "emergency"), ("subject", "Сработка пожарной сигнализации"), ("description", "Запах гари")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let page = b.get(&app, location(&r)).await;
+        assert!(html(&page).contains("Сработка пожарной сигнализации"));
+        assert!(html(&page).contains("Аварийная"));
+        assert_eq!(app.count("service_requests").await, before + 1);
+    }
+
     async fn the_second_factor_is_set_up_and_used_in_the_browser(app) {
         let boss = app.user(&[Role::Director], None).await;
         let mut b = Browser::default();
