@@ -202,6 +202,20 @@ fn scope_check(ctx: &Ctx, action: Action) -> Result<Scope> {
     Ok(scope)
 }
 
+/// Enabled engineers as (id, name), by name: the choices of the assign control, shown to
+/// staff who may change requests.
+pub async fn engineers(db: &Db) -> Result<Vec<(i64, String)>> {
+    let rows: Vec<(i64, String, String)> =
+        Q::new("SELECT id, name, roles FROM users WHERE enabled = 1 ORDER BY name, id")
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, roles)| access::roles_from_db(roles).contains(&Role::Engineer))
+        .map(|(id, name, _)| (id, name))
+        .collect())
+}
+
 pub async fn list(
     db: &Db,
     ctx: &Ctx,

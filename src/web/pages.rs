@@ -738,6 +738,10 @@ struct RequestPage {
     assign_by: String,
     close_by: String,
     moves: Vec<(&'static str, &'static str)>,
+    /// Engineers to choose from, when this user may assign and the request is still open.
+    engineers: Vec<(i64, String)>,
+    assigned: i64,
+    version: i64,
     history: Vec<(String, String, &'static str, String)>,
     comments: Vec<(String, String, String)>,
 }
@@ -765,12 +769,27 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
         None => t.t("request.engineer.none").to_owned(),
     };
     let is_assignee = r.assigned_to == Some(v.ctx.actor.user_id);
+    use crate::domain::access::{Action, Resource, Role, can};
+    let may_assign = r.status == Status::Open
+        && !v.ctx.actor.roles.contains(&Role::Client)
+        && can(&v.ctx.actor, Resource::Requests, Action::Update);
+    let engineers = if may_assign {
+        match users::engineers(&s.db).await {
+            Ok(list) => list,
+            Err(e) => return page_error(t, e),
+        }
+    } else {
+        Vec::new()
+    };
     let moves = rules::moves_for(&v.ctx.actor, r.status, is_assignee)
         .into_iter()
         .map(|m| (m.as_str(), t.t(&format!("move.{}", m.as_str()))))
         .collect();
     render(&RequestPage {
         description: r.description.clone(),
+        engineers,
+        assigned: r.assigned_to.map_or(0, |u| u.0),
+        version: r.version,
         l: Layout::signed_in(v, "requests", &format!("/requests/{id}")),
         error,
         engineer,
@@ -829,17 +848,8 @@ async fn request_move(
         status,
         comment: f.get("comment").cloned().unwrap_or_default(),
     };
-    match requests::set_status(&s.db, &v.ctx, RequestId(id), change).await {
-        Ok(_) => Redirect::to(&format!("/requests/{id}")).into_response(),
-        Err(Error::NotFound) => not_found(v.tr),
-        Err(Error::Internal(e)) => page_error(v.tr, Error::Internal(e)),
-        Err(e) => {
-            let message = e.to_string();
-            let mut r = request_page_for(&s, &v, id, Some(message)).await;
-            *r.status_mut() = StatusCode::CONFLICT;
-            r
-        }
-    }
+    let result = requests::set_status(&s.db, &v.ctx, RequestId(id), change).await;
+    after_change(&s, &v, id, result.map(|_| ())).await
 }
 
 #[derive(Template)]
@@ -978,6 +988,94 @@ async fn create_request(
     }
 }
 
+/// Assigns (or unassigns) the engineer of an open request.
+async fn request_assign(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(v.tr);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(v.tr);
+    };
+    let engineer = f
+        .get("assigned_to")
+        .and_then(|e| e.parse::<i64>().ok())
+        .filter(|e| *e > 0)
+        .map(UserId);
+    let version = f
+        .get("version")
+        .and_then(|x| x.parse::<i64>().ok())
+        .unwrap_or(0);
+    let patch = requests::RequestPatch {
+        assigned_to: Some(engineer),
+        ..Default::default()
+    };
+    let result = requests::update(
+        &s.db,
+        &v.ctx,
+        &s.sla,
+        RequestId(id),
+        crate::store::Expected::Body(version),
+        patch,
+    )
+    .await;
+    after_change(&s, &v, id, result.map(|_| ())).await
+}
+
+/// Adds a comment to a request.
+async fn request_comment(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(v.tr);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(v.tr);
+    };
+    let c = requests::NewComment {
+        body: f.get("body").cloned().unwrap_or_default(),
+    };
+    let result = requests::add_comment(&s.db, &v.ctx, RequestId(id), c).await;
+    after_change(&s, &v, id, result.map(|_| ())).await
+}
+
+/// Post/redirect/get after a change to a request, or the page with what went wrong.
+async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Error>) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&format!("/requests/{id}")).into_response(),
+        Err(Error::NotFound) => not_found(v.tr),
+        Err(Error::Internal(e)) => page_error(v.tr, Error::Internal(e)),
+        Err(e) => {
+            let status = match &e {
+                Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
+            };
+            let message = match &e {
+                Error::Validation(fields) => fields
+                    .iter()
+                    .map(|fe| {
+                        v.tr.get(&format!("field.{}", fe.code))
+                            .unwrap_or_else(|| v.tr.t("field.invalid"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => other.to_string(),
+            };
+            let mut r = request_page_for(s, v, id, Some(message)).await;
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -992,5 +1090,7 @@ pub fn routes() -> Router<AppState> {
         .route("/requests/new", get(new_request_form).post(create_request))
         .route("/requests/{id}", get(request_page))
         .route("/requests/{id}/status", post(request_move))
+        .route("/requests/{id}/assign", post(request_assign))
+        .route("/requests/{id}/comments", post(request_comment))
         .route("/assets/{name}", get(asset))
 }

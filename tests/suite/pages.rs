@@ -215,7 +215,16 @@ both! {
         assert!(html(&list).contains(&number), "{}", html(&list));
 
         // The assigned engineer starts it from the page (post/redirect/get).
-        app.patch(&format!("/api/v1/requests/{id}"), &w.admin, json!({"assigned_to": w.engineer.id, "version": request["version"]})).await.assert(StatusCode::OK);
+        // The dispatcher assigns the engineer from the request page.
+        let page = admin.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&page).contains(&format!("<option value=\"{}\">", w.engineer.id)), "{}", html(&page));
+        let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", &w.engineer.id.to_string()), ("version", &hidden(&page, "version"))]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        // A stale form (the version moved on) is refused and changes nothing.
+        let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", "0"), ("version", &hidden(&page, "version"))]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
+        let api = app.get(&format!("/api/v1/requests/{id}"), &w.admin).await;
+        assert_eq!(api.body["assigned_to"], w.engineer.id);
         let mut eng = Browser::default();
         eng.sign_in(&app, &w.engineer.email).await;
         let page = eng.get(&app, &format!("/requests/{id}")).await;
@@ -228,6 +237,11 @@ both! {
         let page = eng.get(&app, &format!("/requests/{id}")).await;
         assert!(html(&page).contains("В работе"));
         assert!(html(&page).contains("Выезжаю"));
+        assert!(!html(&page).contains("/assign\""), "engineers do not assign");
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/comments"), &[("body", "На месте, ищу неисправность")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let page = eng.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&page).contains("На месте, ищу неисправность"));
         // A move the workflow refuses is explained on the page, and changes nothing.
         let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "closed")]).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
