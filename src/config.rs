@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Reverse proxies trusted to name the client in `X-Forwarded-For`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The company's time zone, in which pages show times (`FERUM_TIMEZONE`).
+    pub timezone: chrono_tz::Tz,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -83,6 +85,14 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("files")),
             metrics_bind: var("FERUM_METRICS_BIND"),
+            timezone: match var("FERUM_TIMEZONE") {
+                None => crate::web::pages::DEFAULT_TZ,
+                Some(z) => z.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "FERUM_TIMEZONE must be a time zone such as Europe/Moscow, got {z:?}"
+                    )
+                })?,
+            },
             trusted_proxies: crate::domain::net::parse_networks(
                 &var("FERUM_TRUSTED_PROXIES").unwrap_or_default(),
             )
@@ -132,6 +142,7 @@ impl Config {
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
             trusted_proxies: self.trusted_proxies.clone(),
+            timezone: Some(self.timezone),
         }
     }
 

@@ -70,6 +70,8 @@ fn catalog(lang: Lang) -> &'static HashMap<&'static str, &'static str> {
 #[derive(Debug, Clone, Copy)]
 pub struct Tr {
     pub lang: Lang,
+    /// The company's time zone, in which times are shown.
+    pub tz: chrono_tz::Tz,
 }
 
 impl Tr {
@@ -93,6 +95,19 @@ impl Tr {
 
     pub fn lang(&self) -> &'static str {
         self.lang.code()
+    }
+
+    /// A moment as the company reads it: `27.11.2026 08:15` in its time zone.
+    pub fn when(&self, at: chrono::DateTime<chrono::Utc>) -> String {
+        at.with_timezone(&self.tz)
+            .format("%d.%m.%Y %H:%M")
+            .to_string()
+    }
+
+    /// The same moment in RFC 3339 with the zone's offset, for `<time datetime>`.
+    pub fn when_iso(&self, at: chrono::DateTime<chrono::Utc>) -> String {
+        at.with_timezone(&self.tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     }
 }
 
@@ -151,6 +166,19 @@ mod tests {
                 st.label_ru()
             );
         }
+    }
+
+    #[test]
+    fn times_are_shown_in_the_company_zone() {
+        let t = Tr {
+            lang: Lang::Ru,
+            tz: chrono_tz::Asia::Yekaterinburg,
+        };
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T21:30:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(t.when(at), "28.11.2026 02:30");
+        assert_eq!(t.when_iso(at), "2026-11-28T02:30:00+05:00");
     }
 
     #[test]

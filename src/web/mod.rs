@@ -67,6 +67,8 @@ pub struct WebConfig {
     pub https: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`FERUM_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The company's time zone for the pages (`FERUM_TIMEZONE`; Moscow when unset).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// The whole application: API, OpenAPI document, probes, problem answers for unknown routes.
@@ -91,7 +93,10 @@ pub fn router(state: AppState, web: &WebConfig) -> Router {
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics::serve_with_token))
         .merge(pages::routes())
-        .layer(axum::Extension(pages::PageFlags { https: web.https }));
+        .layer(axum::Extension(pages::PageFlags {
+            https: web.https,
+            tz: web.timezone.unwrap_or(pages::DEFAULT_TZ),
+        }));
     layered(routes, state, web)
 }
 
@@ -128,15 +133,13 @@ pub fn layered(routes: Router<AppState>, state: AppState, web: &WebConfig) -> Ro
 }
 
 /// Unknown paths: a problem under `/api/`, the 404 page anywhere else.
-async fn fallback(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+async fn fallback(req: Request) -> Response {
     use axum::response::IntoResponse;
-    if uri.path().starts_with("/api/") {
+    if req.uri().path().starts_with("/api/") {
         return Error::NotFound.into_response();
     }
-    pages::fallback(session::Language(i18n::Tr {
-        lang: session::lang_of(&headers),
-    }))
-    .await
+    let (parts, _) = req.into_parts();
+    pages::fallback(session::Language(session::tr_of(&parts))).await
 }
 
 /// The answer to a request whose handler panicked. The panic itself is logged (and sent to

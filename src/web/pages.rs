@@ -24,11 +24,16 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+/// The company's time zone when none is configured.
+pub const DEFAULT_TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
+
 /// Settings the pages need from the web configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct PageFlags {
     /// Cookies get `Secure` when the site is served over HTTPS.
     pub https: bool,
+    /// The company's time zone.
+    pub tz: chrono_tz::Tz,
 }
 
 /// The fields of a posted form. A body that is not a form reads as no fields, so a forged
@@ -95,6 +100,7 @@ pub struct Layout {
     pub section: &'static str,
     pub path: String,
     pub other_lang: &'static str,
+    pub tz: String,
     pub css: &'static str,
     pub js: &'static str,
 }
@@ -115,6 +121,7 @@ impl Layout {
             section,
             path: path.to_owned(),
             other_lang: t.lang.other().code(),
+            tz: t.tz.name().to_owned(),
             css: &a.css,
             js: &a.js,
         }
@@ -581,7 +588,7 @@ pub struct RowView {
 }
 
 fn when(t: Tr, at: DateTime<Utc>) -> String {
-    format!("{} {}", at.format("%d.%m.%Y %H:%M"), t.t("time.utc"))
+    t.when(at)
 }
 
 fn status_label(t: Tr, s: Status) -> &'static str {
@@ -607,7 +614,7 @@ fn row_view(t: Tr, r: &requests::ServiceRequest) -> RowView {
         status: r.status.as_str(),
         status_label: status_label(t, r.status),
         deadline: when(t, deadline),
-        deadline_iso: crate::domain::time::to_db(deadline),
+        deadline_iso: t.when_iso(deadline),
         overdue: r.overdue,
     }
 }
@@ -801,7 +808,7 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
             .iter()
             .map(|h| {
                 (
-                    crate::domain::time::to_db(h.created_at),
+                    t.when_iso(h.created_at),
                     when(t, h.created_at),
                     status_label(t, h.to_status),
                     h.comment.clone(),
@@ -812,7 +819,7 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
             .iter()
             .map(|c| {
                 (
-                    crate::domain::time::to_db(c.created_at),
+                    t.when_iso(c.created_at),
                     when(t, c.created_at),
                     c.body.clone(),
                 )

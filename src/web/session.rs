@@ -53,6 +53,17 @@ pub fn lang_of(headers: &HeaderMap) -> Lang {
         .unwrap_or(Lang::Ru)
 }
 
+/// The language and time zone of a request's pages.
+pub fn tr_of(parts: &Parts) -> Tr {
+    Tr {
+        lang: lang_of(&parts.headers),
+        tz: parts
+            .extensions
+            .get::<super::pages::PageFlags>()
+            .map_or(super::pages::DEFAULT_TZ, |f| f.tz),
+    }
+}
+
 /// The language, as an extractor for pages anyone may see.
 pub struct Language(pub Tr);
 
@@ -60,9 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Language {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Language(Tr {
-            lang: lang_of(&parts.headers),
-        }))
+        Ok(Language(tr_of(parts)))
     }
 }
 
@@ -98,9 +107,7 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let tr = Tr {
-            lang: lang_of(&parts.headers),
-        };
+        let tr = tr_of(parts);
         let to_login = || {
             let next = parts
                 .uri

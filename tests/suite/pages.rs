@@ -238,6 +238,9 @@ both! {
         assert!(html(&page).contains("В работе"));
         assert!(html(&page).contains("Выезжаю"));
         assert!(!html(&page).contains("/assign\""), "engineers do not assign");
+        // Times in the company's zone (Moscow, UTC+3): opened at 09:00 UTC.
+        assert!(html(&page).contains("<dd>02.03.2026 12:00</dd>"), "{}", html(&page));
+        assert!(html(&page).contains("Europe/Moscow"));
         let r = eng.submit(&app, &page, &format!("/requests/{id}/comments"), &[("body", "На месте, ищу неисправность")]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         let page = eng.get(&app, &format!("/requests/{id}")).await;

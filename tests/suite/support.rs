@@ -248,6 +248,7 @@ impl TestApp {
             cors_origins: vec!["https://desk.example.ru".into()],
             https: true,
             trusted_proxies: vec![],
+            timezone: None,
         };
         TestApp {
             data_key,
@@ -269,6 +270,7 @@ impl TestApp {
             cors_origins: vec![],
             https: true,
             trusted_proxies: vec![],
+            timezone: None,
         };
         self.router = router(self.state.clone(), &web);
     }
