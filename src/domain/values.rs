@@ -208,6 +208,29 @@ impl std::fmt::Display for Money {
     }
 }
 
+impl Money {
+    /// As people read amounts: `1 250,50 ₽` in Russian (narrow no-break spaces between
+    /// thousands, a comma before kopecks), `1,250.50 ₽` in English.
+    pub fn display(self, russian: bool) -> String {
+        let (group, point) = if russian {
+            ('\u{202f}', ',')
+        } else {
+            (',', '.')
+        };
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let roubles = (abs / 100).to_string();
+        let mut grouped = String::new();
+        for (i, c) in roubles.chars().enumerate() {
+            if i > 0 && (roubles.len() - i) % 3 == 0 {
+                grouped.push(group);
+            }
+            grouped.push(c);
+        }
+        format!("{sign}{grouped}{point}{:02}\u{a0}₽", abs % 100)
+    }
+}
+
 /// An exact quantity in thousandths of a unit; on the wire a decimal string with at most three
 /// decimals, strictly positive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -306,6 +329,18 @@ pub fn line_amount(q: Quantity, price: Money) -> Money {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn money_reads_as_people_write_it() {
+        assert_eq!(super::Money(125050).display(true), "1\u{202f}250,50\u{a0}₽");
+        assert_eq!(super::Money(125050).display(false), "1,250.50\u{a0}₽");
+        assert_eq!(super::Money(5).display(true), "0,05\u{a0}₽");
+        assert_eq!(
+            super::Money(123456789012).display(true),
+            "1\u{202f}234\u{202f}567\u{202f}890,12\u{a0}₽"
+        );
+        assert_eq!(super::Money(-100000).display(false), "-1,000.00\u{a0}₽");
+    }
+
     use super::*;
 
     #[test]

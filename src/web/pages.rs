@@ -745,6 +745,9 @@ struct RequestPage {
     assign_by: String,
     close_by: String,
     moves: Vec<(&'static str, &'static str)>,
+    /// The act: `Some(id)` when there is one; `may_start_report` when this user may write it.
+    report_id: Option<i64>,
+    may_start_report: bool,
     /// Engineers to choose from, when this user may assign and the request is still open.
     engineers: Vec<(i64, String)>,
     assigned: i64,
@@ -794,6 +797,10 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
         .collect();
     render(&RequestPage {
         description: r.description.clone(),
+        report_id: r.report_id.map(|x| x.0),
+        may_start_report: r.report_id.is_none()
+            && matches!(r.status, Status::Open | Status::InProgress)
+            && can(&v.ctx.actor, Resource::Reports, Action::Create),
         engineers,
         assigned: r.assigned_to.map_or(0, |u| u.0),
         version: r.version,
@@ -1083,6 +1090,285 @@ async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Erro
     }
 }
 
+// ------------------------------------------------------------------ acts
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage {
+    l: Layout,
+    id: i64,
+    number: String,
+    request_id: i64,
+    request_number: String,
+    status_label: &'static str,
+    editable: bool,
+    version: i64,
+    work_date: String,
+    work_date_label: String,
+    /// description, quantity, unit, price, amount (formatted).
+    rows: Vec<(String, String, String, String, String)>,
+    total: String,
+    errors: Vec<String>,
+}
+
+fn money_text(t: Tr, decimal: &str) -> String {
+    crate::domain::values::Money::parse("amount", decimal)
+        .map(|m| m.display(t.lang == Lang::Ru))
+        .unwrap_or_else(|_| decimal.to_owned())
+}
+
+/// One row of the act editor as typed: description, quantity, unit, price.
+type PostedRow = (String, String, String, String);
+
+/// Rows of the act editor as posted: `description_N`, `quantity_N`, `unit_N`, `price_N`.
+fn posted_rows(f: &HashMap<String, String>) -> Vec<PostedRow> {
+    let mut indices: Vec<usize> = f
+        .keys()
+        .filter_map(|k| k.strip_prefix("description_")?.parse().ok())
+        .collect();
+    indices.sort_unstable();
+    indices
+        .into_iter()
+        .map(|i| {
+            let v = |name: &str| f.get(&format!("{name}_{i}")).cloned().unwrap_or_default();
+            (v("description"), v("quantity"), v("unit"), v("price"))
+        })
+        .collect()
+}
+
+async fn report_view(
+    s: &AppState,
+    v: &Viewer,
+    id: i64,
+    edited: Option<(Vec<PostedRow>, String)>,
+    errors: Vec<String>,
+) -> Response {
+    use crate::domain::access::{Action, Resource, can};
+    use crate::domain::report::ReportStatus;
+    let t = v.tr;
+    let r = match crate::store::reports::get(&s.db, &v.ctx, crate::domain::ids::ReportId(id)).await
+    {
+        Ok(r) => r,
+        Err(e) => return page_error(t, e),
+    };
+    let request = match requests::get(&s.db, &v.ctx, r.request_id).await {
+        Ok(x) => x,
+        Err(e) => return page_error(t, e),
+    };
+    let editable =
+        r.status == ReportStatus::Draft && can(&v.ctx.actor, Resource::Reports, Action::Update);
+    let (rows, work_date) = match edited {
+        Some((rows, date)) => (
+            rows.into_iter()
+                .map(|(d, q, u, p)| (d, q, u, p, "—".to_owned()))
+                .collect(),
+            date,
+        ),
+        None => {
+            let mut rows: Vec<_> = r
+                .items
+                .iter()
+                .map(|i| {
+                    let price = if editable {
+                        i.unit_price.clone()
+                    } else {
+                        money_text(t, &i.unit_price)
+                    };
+                    (
+                        i.description.clone(),
+                        i.quantity.clone(),
+                        i.unit.clone(),
+                        price,
+                        money_text(t, &i.amount),
+                    )
+                })
+                .collect();
+            if editable && rows.is_empty() {
+                rows.push(Default::default());
+            }
+            (rows, r.work_date.to_string())
+        }
+    };
+    let page = ReportPage {
+        l: Layout::signed_in(v, "requests", &format!("/reports/{id}")),
+        id,
+        number: r.number.clone(),
+        request_id: request.id.0,
+        request_number: request.number.clone(),
+        status_label: t.t(&format!("report.status.{}", r.status.as_str())),
+        editable,
+        version: r.version,
+        work_date_label: r.work_date.format("%d.%m.%Y").to_string(),
+        work_date,
+        rows,
+        total: money_text(t, &r.total),
+        errors,
+    };
+    let status = if page.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, render(&page)).into_response()
+}
+
+async fn report_page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
+    match id.parse::<i64>() {
+        Ok(id) if id > 0 => report_view(&s, &v, id, None, Vec::new()).await,
+        _ => not_found(v.tr),
+    }
+}
+
+/// Starts the act of a request (or opens the one it has).
+async fn report_start(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(t);
+    };
+    let request = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
+        Ok(r) => r,
+        Err(e) => return page_error(t, e),
+    };
+    if let Some(existing) = request.report_id {
+        return Redirect::to(&format!("/reports/{}", existing.0)).into_response();
+    }
+    let input = crate::store::reports::NewReport {
+        request_id: RequestId(id),
+        work_date: v.ctx.now.with_timezone(&t.tz).date_naive(),
+        engineer_id: None,
+        items: Vec::new(),
+        engineer_bonus: None,
+        notes: String::new(),
+    };
+    let result = crate::store::reports::create(&s.db, &v.ctx, input).await;
+    match result {
+        Ok(r) => Redirect::to(&format!("/reports/{}", r.id.0)).into_response(),
+        Err(e) => after_change(&s, &v, id, Err(e)).await,
+    }
+}
+
+/// Saves, extends, trims or submits the act from its editor.
+async fn report_edit(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    use crate::domain::ids::ReportId;
+    use crate::store::reports;
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(t);
+    };
+    let mut rows = posted_rows(&f);
+    let work_date = f.get("work_date").cloned().unwrap_or_default();
+    let action = f.get("action").map_or("save", String::as_str);
+    // Adding or removing a row only redraws the form: nothing is saved yet.
+    if action == "add" {
+        rows.push(Default::default());
+        return report_view(&s, &v, id, Some((rows, work_date)), Vec::new()).await;
+    }
+    if let Some(n) = action
+        .strip_prefix("remove_")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        if n < rows.len() {
+            rows.remove(n);
+        }
+        return report_view(&s, &v, id, Some((rows, work_date)), Vec::new()).await;
+    }
+    let items: Vec<reports::NewWorkItem> = rows
+        .iter()
+        .filter(|(d, q, u, p)| {
+            !(d.trim().is_empty()
+                && q.trim().is_empty()
+                && u.trim().is_empty()
+                && p.trim().is_empty())
+        })
+        .map(|(d, q, u, p)| reports::NewWorkItem {
+            description: d.clone(),
+            quantity: q.trim().replace(',', "."),
+            unit: u.clone(),
+            unit_price: p
+                .trim()
+                .replace(',', ".")
+                .replace([' ', '\u{a0}', '\u{202f}'], ""),
+        })
+        .collect();
+    let date = match chrono::NaiveDate::parse_from_str(work_date.trim(), "%Y-%m-%d") {
+        Ok(d) => d,
+        Err(_) => {
+            let msg = format!("{}: {}", t.t("report.work_date"), t.t("field.invalid"));
+            return report_view(&s, &v, id, Some((rows, work_date)), vec![msg]).await;
+        }
+    };
+    let version = f
+        .get("version")
+        .and_then(|x| x.parse::<i64>().ok())
+        .unwrap_or(0);
+    let patch = reports::ReportPatch {
+        version: None,
+        work_date: Some(date),
+        items: Some(items),
+        engineer_bonus: None,
+        notes: None,
+    };
+    let saved = reports::update(
+        &s.db,
+        &v.ctx,
+        ReportId(id),
+        crate::store::Expected::Body(version),
+        patch,
+    )
+    .await;
+    let result = match saved {
+        Ok(r) if action == "submit" => reports::submit(&s.db, &v.ctx, ReportId(id))
+            .await
+            .map(|_| r),
+        other => other,
+    };
+    match result {
+        Ok(r) if action == "submit" => {
+            Redirect::to(&format!("/requests/{}", r.request_id.0)).into_response()
+        }
+        Ok(_) => Redirect::to(&format!("/reports/{id}")).into_response(),
+        Err(Error::NotFound) => not_found(t),
+        Err(Error::Internal(e)) => page_error(t, Error::Internal(e)),
+        Err(Error::Validation(fields)) => {
+            let messages = fields
+                .iter()
+                .map(|fe| {
+                    let row = fe
+                        .field
+                        .strip_prefix("items[")
+                        .and_then(|x| x.split(']').next())
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .map(|n| format!("{} {}: ", t.t("report.item.description"), n + 1))
+                        .unwrap_or_default();
+                    format!(
+                        "{row}{}",
+                        t.get(&format!("field.{}", fe.code))
+                            .unwrap_or_else(|| t.t("field.invalid"))
+                    )
+                })
+                .collect();
+            report_view(&s, &v, id, Some((rows, work_date)), messages).await
+        }
+        Err(e) => report_view(&s, &v, id, Some((rows, work_date)), vec![e.to_string()]).await,
+    }
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -1099,5 +1385,7 @@ pub fn routes() -> Router<AppState> {
         .route("/requests/{id}/status", post(request_move))
         .route("/requests/{id}/assign", post(request_assign))
         .route("/requests/{id}/comments", post(request_comment))
+        .route("/requests/{id}/report", post(report_start))
+        .route("/reports/{id}", get(report_page).post(report_edit))
         .route("/assets/{name}", get(asset))
 }

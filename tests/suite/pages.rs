@@ -288,6 +288,60 @@ both! {
         assert_eq!(app.count("service_requests").await, before + 1);
     }
 
+    async fn the_engineer_writes_and_submits_the_act_and_the_client_sees_it_done(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let client = app.user(&[Role::Client], Some(w.customer)).await;
+        let id = app.started_request(&w).await["id"].as_i64().unwrap();
+        let mut eng = Browser::default();
+        eng.sign_in(&app, &w.engineer.email).await;
+        let page = eng.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&page).contains(&format!("action=\"/requests/{id}/report\"")), "{}", html(&page));
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/report"), &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let act = location(&r).to_owned();
+        assert!(act.starts_with("/reports/"));
+        let editor = eng.get(&app, &act).await;
+        assert!(html(&editor).contains("name=\"description_0\""), "{}", html(&editor));
+        let version = hidden(&editor, "version");
+        let row = |q: &'static str, action: &'static str| {
+            vec![("version", version.clone()), ("work_date", "2026-03-02".to_owned()), ("description_0", "Замена датчика".to_owned()), ("quantity_0", q.to_owned()), ("unit_0", "шт".to_owned()), ("price_0", "1250,50".to_owned()), ("action", action.to_owned())]
+        };
+        // A row more, without saving anything.
+        let more = row("2", "add");
+        let r = eng.submit(&app, &editor, &act, &fields(&more)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(html(&r).contains("name=\"description_1\""));
+        assert!(html(&r).contains("value=\"Замена датчика\""));
+        // A bad quantity: the editor again with the input kept and the problem named.
+        let bad = row("два", "save");
+        let r = eng.submit(&app, &editor, &act, &fields(&bad)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("role=\"alert\""));
+        assert!(html(&r).contains("value=\"два\""));
+        let good = row("2", "save");
+        let r = eng.submit(&app, &editor, &act, &fields(&good)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let saved = eng.get(&app, &act).await;
+        assert!(html(&saved).contains("2\u{202f}501,00\u{a0}₽"), "{}", html(&saved));
+        let mut submit = row("2", "submit");
+        submit[0].1 = hidden(&saved, "version");
+        let r = eng.submit(&app, &saved, &act, &fields(&submit)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(location(&r), format!("/requests/{id}"));
+        let done = eng.get(&app, &act).await;
+        assert!(!html(&done).contains("name=\"description_0\""), "a submitted act is read-only");
+        // The client sees the request completed and its act.
+        let mut c = Browser::default();
+        c.sign_in(&app, &client.email).await;
+        let page = c.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&page).contains("Выполнена"), "{}", html(&page));
+        assert!(html(&page).contains(&format!("href=\"{act}\"")));
+        let act_page = c.get(&app, &act).await;
+        assert_eq!(act_page.status, StatusCode::OK);
+        assert!(html(&act_page).contains("Замена датчика"));
+    }
+
     async fn the_second_factor_is_set_up_and_used_in_the_browser(app) {
         let boss = app.user(&[Role::Director], None).await;
         let mut b = Browser::default();
@@ -361,4 +415,8 @@ async fn assets_are_cache_busted_and_pages_404_in_html() {
     let r = b.get(&app, "/api/v1/nothing").await;
     assert_eq!(r.body["code"], "not_found");
     assert!(login.body.as_str().unwrap().len() < 100 * 1024);
+}
+
+fn fields<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, x)| (*k, x.as_str())).collect()
 }
