@@ -15,7 +15,12 @@
 # record the peak RSS (VmHWM) and print one Markdown table row per scenario. The server is
 # stopped on exit, whatever happens.
 #
-# Knobs (environment): BACKEND, CUSTOMERS (1000), REQUESTS (100000), DURATION in seconds (30),
+# With SCENARIOS=pages (or api,pages) it measures the web pages instead (or as well), signed in
+# through the sign-in form with a session cookie: (d) GET /requests?status=open as the admin,
+# (e) the same as the client, (f) GET /requests/{id} of the newest request as the admin; and
+# prints each page's size.
+#
+# Knobs (environment): SCENARIOS (api), BACKEND, CUSTOMERS (1000), REQUESTS (100000), DURATION in seconds (30),
 # CONNECTIONS (16), THREADS (2), PORT (18099), PG_URL (postgres://postgres@127.0.0.1:5432),
 # FERUM_BIN (a prebuilt binary: skips the build), KEEP=1 (keep the temporary folder with the
 # server log and the raw wrk output). FERUM_LOG, FERUM_DB_MAX_CONNECTIONS and the other FERUM_*
@@ -25,6 +30,7 @@
 set -euo pipefail
 
 BACKEND=${BACKEND:-sqlite}
+SCENARIOS=${SCENARIOS:-api}
 CUSTOMERS=${CUSTOMERS:-1000}
 REQUESTS=${REQUESTS:-100000}
 DURATION=${DURATION:-30}
@@ -208,16 +214,50 @@ run_wrk() {
     ROWS+=("| $BACKEND | $name | $rps | $p50 | $p99 | $non2xx | $socket | $(mib "$IDLE_RSS") | $(mib "$(rss_kib VmHWM)") |")
 }
 
-expect 200 -H "Authorization: Bearer $CLIENT_TOKEN" "$LIST_URL"
-run_wrk list-open-client -s "$BENCH_DIR/report.lua" -H "Authorization: Bearer $CLIENT_TOKEN" "$LIST_URL"
+if [[ ,$SCENARIOS, == *,api,* ]]; then
+    expect 200 -H "Authorization: Bearer $CLIENT_TOKEN" "$LIST_URL"
+    run_wrk list-open-client -s "$BENCH_DIR/report.lua" -H "Authorization: Bearer $CLIENT_TOKEN" "$LIST_URL"
 
-expect 200 -H "Authorization: Bearer $ADMIN_TOKEN" "$LIST_URL"
-run_wrk list-open-admin -s "$BENCH_DIR/report.lua" -H "Authorization: Bearer $ADMIN_TOKEN" "$LIST_URL"
+    expect 200 -H "Authorization: Bearer $ADMIN_TOKEN" "$LIST_URL"
+    run_wrk list-open-admin -s "$BENCH_DIR/report.lua" -H "Authorization: Bearer $ADMIN_TOKEN" "$LIST_URL"
 
-expect 201 -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"type":"maintenance","subject":"bench","object_id":1}' "$BASE/api/v1/requests"
-export BENCH_TOKEN=$ADMIN_TOKEN
-run_wrk create-admin -s "$BENCH_DIR/create.lua" "$BASE/api/v1/requests"
+    expect 201 -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+        -d '{"type":"maintenance","subject":"bench","object_id":1}' "$BASE/api/v1/requests"
+    export BENCH_TOKEN=$ADMIN_TOKEN
+    run_wrk create-admin -s "$BENCH_DIR/create.lua" "$BASE/api/v1/requests"
+fi
+
+# web_login EMAIL: signs in through the sign-in form; prints the session cookie.
+web_login() {
+    local jar=$WORK/jar-$1 pre
+    curl -fsS --max-time 30 -c "$jar" -o /dev/null "$BASE/login" || die "no sign-in page"
+    pre=$(awk '$6 == "ferum_pre" { print $7 }' "$jar")
+    curl -fsS --max-time 30 -b "$jar" -c "$jar" -o /dev/null \
+        --data-urlencode "_csrf=$pre" --data-urlencode "email=$1" \
+        --data-urlencode "password=$PASSWORD" --data-urlencode "next=/" "$BASE/login" ||
+        die "cannot sign in as $1 through the form"
+    awk '$6 == "ferum_session" { print "ferum_session=" $7 }' "$jar"
+}
+
+PAGE_SIZES=()
+if [[ ,$SCENARIOS, == *,pages,* ]]; then
+    ADMIN_COOKIE=$(web_login "$ADMIN_EMAIL")
+    CLIENT_COOKIE=$(web_login "$CLIENT_EMAIL")
+    [[ -n $ADMIN_COOKIE && -n $CLIENT_COOKIE ]] || die "no session cookie after signing in"
+    NEWEST=$(curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$BASE/api/v1/requests?limit=1" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
+    [[ -n $NEWEST ]] || die "no request to show"
+    PAGE_LIST="$BASE/requests?status=open"
+    PAGE_ONE="$BASE/requests/$NEWEST"
+    for u in "$PAGE_LIST" "$PAGE_ONE"; do
+        expect 200 -H "Cookie: $ADMIN_COOKIE" "$u"
+        PAGE_SIZES+=("$u: $(curl -s -H "Cookie: $ADMIN_COOKIE" -o /dev/null -w '%{size_download}' "$u") bytes")
+    done
+    run_wrk page-list-admin -s "$BENCH_DIR/report.lua" -H "Cookie: $ADMIN_COOKIE" "$PAGE_LIST"
+    expect 200 -H "Cookie: $CLIENT_COOKIE" "$PAGE_LIST"
+    run_wrk page-list-client -s "$BENCH_DIR/report.lua" -H "Cookie: $CLIENT_COOKIE" "$PAGE_LIST"
+    run_wrk page-request-admin -s "$BENCH_DIR/report.lua" -H "Cookie: $ADMIN_COOKIE" "$PAGE_ONE"
+fi
 
 PEAK_RSS=$(rss_kib VmHWM)
 
@@ -236,3 +276,7 @@ cat <<EOF
 |---|---|---:|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${ROWS[@]}"
+if [[ ${#PAGE_SIZES[@]} -gt 0 ]]; then
+    echo
+    printf -- '- page size: %s\n' "${PAGE_SIZES[@]}"
+fi

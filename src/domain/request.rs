@@ -132,6 +132,34 @@ pub fn is_overdue(
     active && (now > close_by || (!assigned && now > assign_by))
 }
 
+/// Requests opened and completed in each of `weeks` weeks starting on Monday `first`:
+/// `(monday, opened, completed)`. Days outside the range are ignored.
+pub fn per_week(
+    first: chrono::NaiveDate,
+    weeks: usize,
+    opened: &[chrono::NaiveDate],
+    completed: &[chrono::NaiveDate],
+) -> Vec<(chrono::NaiveDate, u32, u32)> {
+    let mut out: Vec<(chrono::NaiveDate, u32, u32)> = (0..weeks)
+        .map(|w| (first + chrono::Duration::weeks(w as i64), 0, 0))
+        .collect();
+    let slot = |d: &chrono::NaiveDate| {
+        let days = (*d - first).num_days();
+        (days >= 0 && days < 7 * weeks as i64).then_some((days / 7) as usize)
+    };
+    for d in opened {
+        if let Some(i) = slot(d) {
+            out[i].1 += 1;
+        }
+    }
+    for d in completed {
+        if let Some(i) = slot(d) {
+            out[i].2 += 1;
+        }
+    }
+    out
+}
+
 /// Mean seconds from start to end over `spans` (reported → completed), or `None` without any.
 /// Spans that end before they start count as zero.
 pub fn mean_resolution_seconds(spans: &[(DateTime<Utc>, DateTime<Utc>)]) -> Option<f64> {
@@ -344,6 +372,25 @@ pub fn transition(actor: &Actor, f: TransitionFacts) -> Result<TransitionEffects
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn per_week_counts_opened_and_completed_by_monday() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let monday = d("2026-11-02");
+        let weeks = super::per_week(
+            monday,
+            2,
+            &[
+                d("2026-11-02"),
+                d("2026-11-08"),
+                d("2026-11-09"),
+                d("2026-10-31"),
+                d("2026-11-16"),
+            ],
+            &[d("2026-11-15")],
+        );
+        assert_eq!(weeks, vec![(monday, 2, 0), (d("2026-11-09"), 1, 1)]);
+    }
+
     #[test]
     fn mean_resolution_seconds_averages_spans_and_ignores_negative_ones() {
         let t = |h: i64| chrono::DateTime::UNIX_EPOCH + chrono::Duration::hours(h);

@@ -294,6 +294,35 @@ pub(crate) fn overdue_sql(q: &mut Q, now: DateTime<Utc>, want: bool) {
         .push(")))");
 }
 
+/// Opening and completion times of the requests this user may see that were opened or
+/// completed since `since`.
+pub async fn activity_since(
+    db: &Db,
+    ctx: &Ctx,
+    since: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    let mut q = Q::new(
+        "SELECT r.created_at, r.completed_at FROM service_requests r WHERE (r.created_at >= ",
+    );
+    q.bind(db_ts(since))
+        .push(" OR r.completed_at >= ")
+        .bind(db_ts(since))
+        .push(")");
+    q.scope(access::scope(&ctx.actor, Resource::Requests), SCOPE);
+    let rows: Vec<(String, Option<String>)> = q.fetch_all(db.pool()).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (created, completed) in rows {
+        out.push((
+            crate::domain::time::from_db(&created)?,
+            completed
+                .as_deref()
+                .map(crate::domain::time::from_db)
+                .transpose()?,
+        ));
+    }
+    Ok(out)
+}
+
 /// How many requests this user may see in each status.
 pub async fn count_by_status(db: &Db, ctx: &Ctx) -> Result<Vec<(Status, i64)>> {
     let mut q = Q::new("SELECT r.status, COUNT(*) FROM service_requests r WHERE 1 = 1");

@@ -685,6 +685,78 @@ struct DashboardPage {
     name: String,
     counts: Vec<(&'static str, &'static str, i64)>,
     rows: Vec<RowView>,
+    chart: Chart,
+}
+
+/// Requests opened and completed per week, as bars of an SVG drawn on the server.
+pub struct Chart {
+    pub width: u32,
+    pub height: u32,
+    /// x, y, width, height, class ("opened"/"done"), tooltip.
+    pub bars: Vec<(u32, u32, u32, u32, &'static str, String)>,
+    /// x of the label, the label (the week's Monday, dd.mm).
+    pub labels: Vec<(u32, String)>,
+    /// The figures in words, for screen readers.
+    pub summary: String,
+}
+
+const CHART_WEEKS: usize = 8;
+
+fn weekly_chart(
+    t: Tr,
+    now: DateTime<Utc>,
+    activity: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+) -> Chart {
+    use chrono::Datelike;
+    let today = now.with_timezone(&t.tz).date_naive();
+    let monday = today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let first = monday - chrono::Duration::weeks(CHART_WEEKS as i64 - 1);
+    let day = |at: &DateTime<Utc>| at.with_timezone(&t.tz).date_naive();
+    let opened: Vec<_> = activity.iter().map(|(c, _)| day(c)).collect();
+    let done: Vec<_> = activity
+        .iter()
+        .filter_map(|(_, d)| d.as_ref().map(day))
+        .collect();
+    let weeks = rules::per_week(first, CHART_WEEKS, &opened, &done);
+    let (width, height, base) = (40 * CHART_WEEKS as u32, 140, 120);
+    let max = weeks.iter().map(|w| w.1.max(w.2)).max().unwrap_or(0).max(1);
+    let scale = |n: u32| n * 100 / max;
+    let mut bars = Vec::new();
+    let mut labels = Vec::new();
+    let mut summary = Vec::new();
+    for (i, (monday, o, d)) in weeks.iter().enumerate() {
+        let x = 40 * i as u32 + 6;
+        let label = monday.format("%d.%m").to_string();
+        bars.push((
+            x,
+            base - scale(*o),
+            13,
+            scale(*o),
+            "opened",
+            format!("{label}: {} {o}", t.t("chart.opened")),
+        ));
+        bars.push((
+            x + 14,
+            base - scale(*d),
+            13,
+            scale(*d),
+            "done",
+            format!("{label}: {} {d}", t.t("chart.done")),
+        ));
+        labels.push((x + 13, label.clone()));
+        summary.push(format!(
+            "{label} — {} {o}, {} {d}",
+            t.t("chart.opened"),
+            t.t("chart.done")
+        ));
+    }
+    Chart {
+        width,
+        height,
+        bars,
+        labels,
+        summary: summary.join("; "),
+    }
 }
 
 async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
@@ -722,6 +794,12 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
     }
     // Emergencies first, then the nearest deadline.
     rows.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.close_by));
+    let since = v.ctx.now - chrono::Duration::weeks(CHART_WEEKS as i64 + 1);
+    let activity = match requests::activity_since(&s.db, &v.ctx, since).await {
+        Ok(a) => a,
+        Err(e) => return page_error(t, e),
+    };
+    let chart = weekly_chart(t, v.ctx.now, &activity);
     render(&DashboardPage {
         l: Layout::signed_in(&v, "dashboard", "/"),
         name: v.user.name.clone(),
@@ -730,6 +808,7 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
             .map(|(st, n)| (st.as_str(), status_label(t, st), n))
             .collect(),
         rows: rows.iter().map(|r| row_view(t, r)).collect(),
+        chart,
     })
 }
 
@@ -1090,6 +1169,43 @@ async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Erro
     }
 }
 
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    l: Layout,
+    columns: Vec<(&'static str, &'static str, Vec<RowView>)>,
+}
+
+/// Open work as a board: a column per active status, emergencies and nearest deadlines first.
+async fn board(State(s): State<AppState>, v: Viewer) -> Response {
+    let t = v.tr;
+    let mut columns = Vec::new();
+    for st in [Status::Open, Status::InProgress, Status::Completed] {
+        let filter = requests::Filter {
+            status: Some(st.as_str().to_owned()),
+            ..Default::default()
+        };
+        let first = Page {
+            limit: Page::MAX,
+            after: None,
+        };
+        let mut list = match requests::list(&s.db, &v.ctx, &filter, first).await {
+            Ok((list, _)) => list,
+            Err(e) => return page_error(t, e),
+        };
+        list.sort_by_key(|r| (r.r#type != RequestType::Emergency, !r.overdue, r.close_by));
+        columns.push((
+            st.as_str(),
+            status_label(t, st),
+            list.iter().map(|r| row_view(t, r)).collect(),
+        ));
+    }
+    render(&BoardPage {
+        l: Layout::signed_in(&v, "requests", "/requests/board"),
+        columns,
+    })
+}
+
 // ------------------------------------------------------------------ acts
 
 #[derive(Template)]
@@ -1381,6 +1497,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang", post(switch_lang))
         .route("/requests", get(request_list))
         .route("/requests/new", get(new_request_form).post(create_request))
+        .route("/requests/board", get(board))
         .route("/requests/{id}", get(request_page))
         .route("/requests/{id}/status", post(request_move))
         .route("/requests/{id}/assign", post(request_assign))

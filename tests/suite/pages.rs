@@ -211,8 +211,17 @@ both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         let dash = admin.get(&app, "/").await;
         assert!(html(&dash).contains(&format!("href=\"/requests/{id}\"")), "{}", html(&dash));
+        // The weekly chart, drawn on the server: this week has one request opened.
+        assert!(html(&dash).contains("<svg class=\"chart\""), "{}", html(&dash));
+        assert!(html(&dash).contains("02.03 — открыто 1, выполнено 0"), "{}", html(&dash));
         let list = admin.get(&app, "/requests?q=%D0%B4%D0%B0%D1%82%D1%87%D0%B8%D0%BA").await;
         assert!(html(&list).contains(&number), "{}", html(&list));
+        let board = admin.get(&app, "/requests/board").await;
+        assert_eq!(board.status, StatusCode::OK);
+        assert!(html(&board).contains("aria-labelledby=\"col-open\""));
+        assert!(html(&board).contains(&number));
+        let board = b.get(&app, "/requests/board").await;
+        assert!(!html(&board).contains(&number), "the stranger's board has no foreign requests");
 
         // The assigned engineer starts it from the page (post/redirect/get).
         // The dispatcher assigns the engineer from the request page.
