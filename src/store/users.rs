@@ -403,6 +403,53 @@ fn tx_lock(db: &Db) -> &'static str {
 }
 
 /// Hashes off the async threads: Argon2id takes tens of milliseconds by design.
+/// A user changes their own password: the current one must match, the new one must meet the
+/// policy. Every other session of theirs ends; the one in use goes on.
+pub async fn change_own_password(db: &Db, ctx: &Ctx, current: &str, new: &str) -> Result<()> {
+    let me = ctx.actor.user_id;
+    let row = find(db, me).await?.ok_or(Error::NotFound)?;
+    let (given, stored) = (current.to_owned(), row.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &stored))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    if !ok {
+        return Err(Error::field(
+            "current_password",
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    crate::auth::check_new_password(new, &row.email).map_err(|e| Error::Validation(vec![e]))?;
+    let hash = hash_blocking(new.to_owned()).await?;
+    let mut tx = db.begin().await?;
+    let mut q = Q::new("UPDATE users SET password_hash = ");
+    q.bind(hash)
+        .push(", version = version + 1, updated_at = ")
+        .bind(super::db_ts(ctx.now))
+        .push(" WHERE id = ")
+        .bind(me.0);
+    q.execute(&mut *tx).await?;
+    let mut q = Q::new("UPDATE sessions SET revoked_at = ");
+    q.bind(Some(super::db_ts(ctx.now)))
+        .push(" WHERE revoked_at IS NULL AND user_id = ")
+        .bind(me.0)
+        .push(" AND family <> ")
+        .bind(ctx.session.clone());
+    q.execute(&mut *tx).await?;
+    super::audit::record(
+        &mut tx,
+        ctx,
+        "password_changed",
+        "user",
+        Some(me.0),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn hash_blocking(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
         .await

@@ -1485,6 +1485,61 @@ async fn report_edit(
     }
 }
 
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    l: Layout,
+    done: bool,
+    error: Option<String>,
+}
+
+async fn password_form(v: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
+    render(&PasswordPage {
+        l: Layout::signed_in(&v, "", "/password"),
+        done: q.contains_key("done"),
+        error: None,
+    })
+}
+
+async fn password_change(
+    State(s): State<AppState>,
+    v: Viewer,
+    FormFields(f): FormFields,
+) -> Response {
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let field = |k: &str| f.get(k).map_or("", String::as_str);
+    match users::change_own_password(
+        &s.db,
+        &v.ctx,
+        field("current_password"),
+        field("new_password"),
+    )
+    .await
+    {
+        Ok(()) => Redirect::to("/password?done").into_response(),
+        Err(Error::Validation(fields)) => {
+            let message = fields
+                .iter()
+                .map(|fe| {
+                    t.get(&format!("field.{}", fe.code))
+                        .unwrap_or_else(|| t.t("field.invalid"))
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let page = PasswordPage {
+                l: Layout::signed_in(&v, "", "/password"),
+                done: false,
+                error: Some(message),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -1494,6 +1549,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login/2fa", post(login_code))
         .route("/login/enrol", post(login_enrol))
         .route("/logout", post(logout))
+        .route("/password", get(password_form).post(password_change))
         .route("/lang", post(switch_lang))
         .route("/requests", get(request_list))
         .route("/requests/new", get(new_request_form).post(create_request))

@@ -167,6 +167,28 @@ both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER);
     }
 
+    async fn users_change_their_password_and_their_other_sessions_end(app) {
+        let w = app.world().await;
+        let mut phone = Browser::default();
+        phone.sign_in(&app, &w.engineer.email).await;
+        let mut desk = Browser::default();
+        desk.sign_in(&app, &w.engineer.email).await;
+        let form = desk.get(&app, "/password").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let r = desk.submit(&app, &form, "/password", &[("current_password", "not it at all"), ("new_password", "a brand new long password")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(html(&r).contains("Текущий пароль указан неверно."), "{}", html(&r));
+        let r = desk.submit(&app, &form, "/password", &[("current_password", PASSWORD), ("new_password", "short")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let r = desk.submit(&app, &form, "/password", &[("current_password", PASSWORD), ("new_password", "a brand new long password")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert!(html(&desk.get(&app, "/password?done").await).contains("role=\"status\""));
+        assert_eq!(desk.get(&app, "/").await.status, StatusCode::OK, "this session goes on");
+        assert_eq!(phone.get(&app, "/").await.status, StatusCode::SEE_OTHER, "the other session has ended");
+        let login = app.call(axum::http::Method::POST, "/api/v1/auth/login", None, Some(json!({"email": w.engineer.email, "password": "a brand new long password"}))).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    }
+
     async fn the_language_switch_is_remembered(app) {
         let w = app.world().await;
         let mut b = Browser::default();
