@@ -422,6 +422,27 @@ fn expired(t: Tr, token: String) -> Response {
     (StatusCode::UNAUTHORIZED, render(&page)).into_response()
 }
 
+/// The fields every second-factor form carries, once its form token is checked.
+struct SecondStep {
+    token: String,
+    next: String,
+    mfa_token: String,
+}
+
+fn second_step(
+    s: &AppState,
+    headers: &HeaderMap,
+    f: &HashMap<String, String>,
+) -> Option<SecondStep> {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let token = field("_csrf");
+    form_token_ok(s, headers, &token).then(|| SecondStep {
+        token,
+        next: safe_next(f.get("next")),
+        mfa_token: field("mfa_token"),
+    })
+}
+
 async fn login_code(
     State(s): State<AppState>,
     Language(t): Language,
@@ -430,13 +451,15 @@ async fn login_code(
     headers: HeaderMap,
     FormFields(f): FormFields,
 ) -> Response {
-    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let token = field("_csrf");
-    if !form_token_ok(&s, &headers, &token) {
+    let Some(SecondStep {
+        token,
+        next,
+        mfa_token,
+    }) = second_step(&s, &headers, &f)
+    else {
         return forbidden(t);
-    }
-    let next = safe_next(f.get("next"));
-    let mfa_token = field("mfa_token");
+    };
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     match auth_api::second_factor_step(&s, &ip, &mfa_token, field("code").trim()).await {
         Ok(Ok(user)) => sign_in(&s, flags, user, &ip, "login_mfa", &next)
             .await
@@ -483,13 +506,15 @@ async fn login_enrol(
     headers: HeaderMap,
     FormFields(f): FormFields,
 ) -> Response {
-    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let token = field("_csrf");
-    if !form_token_ok(&s, &headers, &token) {
+    let Some(SecondStep {
+        token,
+        next,
+        mfa_token,
+    }) = second_step(&s, &headers, &f)
+    else {
         return forbidden(t);
-    }
-    let next = safe_next(f.get("next"));
-    let mfa_token = field("mfa_token");
+    };
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let now = s.clock.now();
     let Some((user, MfaPurpose::Enroll)) = s.keys.verify_mfa(&mfa_token, now) else {
         return expired(t, token);
@@ -928,11 +953,9 @@ async fn request_move(
     Path(id): Path<String>,
     FormFields(f): FormFields,
 ) -> Response {
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(v.tr);
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return not_found(v.tr);
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => id,
+        Err(r) => return r.page(v.tr),
     };
     let Some(status) = f.get("status").and_then(|st| Status::parse(st)) else {
         return request_page_for(&s, &v, id, Some(v.tr.t("request.moves.none").to_owned())).await;
@@ -1081,6 +1104,34 @@ async fn create_request(
     }
 }
 
+/// Why a posted form was turned away before doing anything.
+enum Refused {
+    /// The form token is missing or not this session's.
+    Token,
+    /// The id in the path is not a record id.
+    NoSuchRecord,
+}
+
+impl Refused {
+    fn page(self, t: Tr) -> Response {
+        match self {
+            Refused::Token => forbidden(t),
+            Refused::NoSuchRecord => not_found(t),
+        }
+    }
+}
+
+/// The record id of a form posted to `/…/{id}/…`, once its form token is checked.
+fn posted_id(v: &Viewer, f: &HashMap<String, String>, id: &str) -> Result<i64, Refused> {
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return Err(Refused::Token);
+    }
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(Refused::NoSuchRecord)
+}
+
 /// Assigns (or unassigns) the engineer of an open request.
 async fn request_assign(
     State(s): State<AppState>,
@@ -1088,11 +1139,9 @@ async fn request_assign(
     Path(id): Path<String>,
     FormFields(f): FormFields,
 ) -> Response {
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(v.tr);
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return not_found(v.tr);
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => id,
+        Err(r) => return r.page(v.tr),
     };
     let engineer = f
         .get("assigned_to")
@@ -1126,11 +1175,9 @@ async fn request_comment(
     Path(id): Path<String>,
     FormFields(f): FormFields,
 ) -> Response {
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(v.tr);
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return not_found(v.tr);
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => id,
+        Err(r) => return r.page(v.tr),
     };
     let c = requests::NewComment {
         body: f.get("body").cloned().unwrap_or_default(),
@@ -1343,11 +1390,9 @@ async fn report_start(
     FormFields(f): FormFields,
 ) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return not_found(t);
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => id,
+        Err(r) => return r.page(t),
     };
     let request = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
         Ok(r) => r,
@@ -1381,11 +1426,9 @@ async fn report_edit(
     use crate::domain::ids::ReportId;
     use crate::store::reports;
     let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return not_found(t);
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => id,
+        Err(r) => return r.page(t),
     };
     let mut rows = posted_rows(&f);
     let work_date = f.get("work_date").cloned().unwrap_or_default();
