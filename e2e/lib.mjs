@@ -9,6 +9,7 @@
 //   FERUM_E2E_CHROMIUM     the browser (default /usr/bin/chromium)
 //   FERUM_SCREENSHOTS_DIR  where screenshot() writes (default docs/screenshots in the repo)
 
+import { createHmac } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -426,4 +427,56 @@ export function forms(page) {
       ),
     })),
   );
+}
+
+/**
+ * Submits a form by tapping its button on a touch screen (a context made with
+ * `{hasTouch: true}`), waiting for the page it leads to; returns its response.
+ */
+export async function tapSubmit(page, button) {
+  const [response] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), button.tap()]);
+  return response;
+}
+
+/** The bytes of a base32 string (RFC 4648; case, spaces and `=` padding ignored). */
+export function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const clean = String(text).toUpperCase().replace(/[\s=]/g, '');
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const ch of clean) {
+    const index = alphabet.indexOf(ch);
+    if (index < 0) throw new Error(`not base32: ${JSON.stringify(text)} (character ${JSON.stringify(ch)})`);
+    value = (value << 5) | index;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The TOTP time step (30 s) of a moment given in Unix seconds. */
+export function totpStep(unixSeconds = Date.now() / 1000) {
+  return Math.floor(unixSeconds / 30);
+}
+
+/**
+ * The TOTP code (RFC 6238: HMAC-SHA1, 30-second steps, 6 digits by default) of a base32
+ * secret for a time step, as an authenticator app shows it.
+ */
+export function totpCode(secretBase32, step = totpStep(), digits = 6) {
+  return hotp(base32Decode(secretBase32), step, digits);
+}
+
+/** HOTP (RFC 4226) of raw key bytes and a counter. */
+export function hotp(key, counter, digits = 6) {
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac('sha1', key).update(message).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const binary = mac.readUInt32BE(offset) & 0x7fffffff;
+  return String(binary % 10 ** digits).padStart(digits, '0');
 }

@@ -1081,7 +1081,13 @@ async fn create_request(
         project_id: None,
         object_id: Some(crate::domain::ids::ObjectId(object)),
         assigned_to: None,
-        source: None,
+        // Staff typing into the desk; clients' requests are marked as from the portal.
+        source: (!v
+            .ctx
+            .actor
+            .roles
+            .contains(&crate::domain::access::Role::Client))
+        .then_some(crate::domain::request::Source::Web),
         reported_at: None,
         planned_start: None,
         planned_end: None,
@@ -1269,7 +1275,7 @@ struct ReportPage {
     work_date: String,
     work_date_label: String,
     /// description, quantity, unit, price, amount (formatted).
-    rows: Vec<(String, String, String, String, String)>,
+    rows: Vec<ShownRow>,
     total: String,
     errors: Vec<String>,
 }
@@ -1282,6 +1288,9 @@ fn money_text(t: Tr, decimal: &str) -> String {
 
 /// One row of the act editor as typed: description, quantity, unit, price.
 type PostedRow = (String, String, String, String);
+
+/// A row as the editor shows it: the typed fields and the amount.
+type ShownRow = (String, String, String, String, String);
 
 /// Rows of the act editor as posted: `description_N`, `quantity_N`, `unit_N`, `price_N`.
 fn posted_rows(f: &HashMap<String, String>) -> Vec<PostedRow> {
@@ -1297,6 +1306,36 @@ fn posted_rows(f: &HashMap<String, String>) -> Vec<PostedRow> {
             (v("description"), v("quantity"), v("unit"), v("price"))
         })
         .collect()
+}
+
+/// Amounts of typed rows and their total, exact; `—` where a row (and so the total) does
+/// not parse yet.
+fn amounts(t: Tr, rows: Vec<PostedRow>) -> (Vec<ShownRow>, String) {
+    use crate::domain::values::{Money, Quantity, line_amount};
+    let russian = t.lang == Lang::Ru;
+    let mut total = Some(Money(0));
+    let rows = rows
+        .into_iter()
+        .map(|(d, q, u, p)| {
+            let amount = match (
+                Quantity::parse("quantity", &q.trim().replace(',', ".")),
+                Money::parse("price", &p.trim().replace(',', ".")),
+            ) {
+                (Ok(q), Ok(p)) => Some(line_amount(q, p)),
+                _ => None,
+            };
+            total = match (total, amount) {
+                (Some(sum), Some(a)) => Some(Money(sum.0 + a.0)),
+                _ => None,
+            };
+            let shown = amount.map_or_else(|| "—".to_owned(), |a| a.display(russian));
+            (d, q, u, p, shown)
+        })
+        .collect();
+    (
+        rows,
+        total.map_or_else(|| "—".to_owned(), |m| m.display(russian)),
+    )
 }
 
 async fn report_view(
@@ -1320,13 +1359,14 @@ async fn report_view(
     };
     let editable =
         r.status == ReportStatus::Draft && can(&v.ctx.actor, Resource::Reports, Action::Update);
+    let mut total = money_text(t, &r.total);
     let (rows, work_date) = match edited {
-        Some((rows, date)) => (
-            rows.into_iter()
-                .map(|(d, q, u, p)| (d, q, u, p, "—".to_owned()))
-                .collect(),
-            date,
-        ),
+        // Redrawn rows show their own amounts and total, as far as they parse.
+        Some((rows, date)) => {
+            let (rows, sum) = amounts(t, rows);
+            total = sum;
+            (rows, date)
+        }
         None => {
             let mut rows: Vec<_> = r
                 .items
@@ -1364,7 +1404,7 @@ async fn report_view(
         work_date_label: r.work_date.format("%d.%m.%Y").to_string(),
         work_date,
         rows,
-        total: money_text(t, &r.total),
+        total,
         errors,
     };
     let status = if page.errors.is_empty() {

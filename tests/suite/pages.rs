@@ -344,6 +344,9 @@ both! {
         assert_eq!(r.status, StatusCode::OK);
         assert!(html(&r).contains("name=\"description_1\""));
         assert!(html(&r).contains("value=\"Замена датчика\""));
+        // The redrawn rows show their own amount and total, not the last saved ones.
+        assert!(html(&r).contains("<output data-amount>2\u{202f}501,00\u{a0}₽</output>"), "{}", html(&r));
+        assert!(html(&r).contains("<output data-total>—</output>"), "the new empty row has no amount yet");
         // A bad quantity: the editor again with the input kept and the problem named.
         let bad = row("два", "save");
         let r = eng.submit(&app, &editor, &act, &fields(&bad)).await;
