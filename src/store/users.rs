@@ -403,6 +403,23 @@ fn tx_lock(db: &Db) -> &'static str {
 }
 
 /// Hashes off the async threads: Argon2id takes tens of milliseconds by design.
+/// An administrator resets a user's second factor (a lost phone): it is set up again at the
+/// next sign-in, and every session of the user ends.
+pub async fn reset_second_factor(db: &Db, ctx: &Ctx, id: UserId) -> Result<()> {
+    scope_check(ctx, Action::Update)?;
+    let mut tx = db.begin().await?;
+    let mut q = Q::new("SELECT COUNT(*) FROM users WHERE id = ");
+    q.bind(id.0);
+    if q.scalar::<i64, _>(&mut *tx).await? == 0 {
+        return Err(Error::NotFound);
+    }
+    super::mfa::disable(&mut tx, id).await?;
+    super::sessions::revoke_user(&mut tx, id, ctx.now).await?;
+    super::audit::record(&mut tx, ctx, "mfa_reset", "user", Some(id.0), None, None).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A user changes their own password: the current one must match, the new one must meet the
 /// policy. Every other session of theirs ends; the one in use goes on.
 pub async fn change_own_password(db: &Db, ctx: &Ctx, current: &str, new: &str) -> Result<()> {

@@ -97,6 +97,8 @@ pub struct Layout {
     pub t: Tr,
     pub csrf: String,
     pub user_name: Option<String>,
+    /// Administrators see the user administration in the menu.
+    pub admin: bool,
     pub section: &'static str,
     pub path: String,
     pub other_lang: &'static str,
@@ -118,6 +120,7 @@ impl Layout {
             t,
             csrf,
             user_name,
+            admin: false,
             section,
             path: path.to_owned(),
             other_lang: t.lang.other().code(),
@@ -1372,14 +1375,22 @@ async fn report_view(
                 .items
                 .iter()
                 .map(|i| {
+                    // Editable numbers as the user's language writes them (1250,50 in Russian).
+                    let typed = |n: &str| {
+                        if t.lang == Lang::Ru {
+                            n.replace('.', ",")
+                        } else {
+                            n.to_owned()
+                        }
+                    };
                     let price = if editable {
-                        i.unit_price.clone()
+                        typed(&i.unit_price)
                     } else {
                         money_text(t, &i.unit_price)
                     };
                     (
                         i.description.clone(),
-                        i.quantity.clone(),
+                        typed(&i.quantity),
                         i.unit.clone(),
                         price,
                         money_text(t, &i.amount),
@@ -1623,6 +1634,199 @@ async fn password_change(
     }
 }
 
+// ------------------------------------------------------------------ administration
+
+/// A user as a row of the administration list.
+pub struct UserRowView {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub roles: String,
+    pub enabled: bool,
+    pub version: i64,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    l: Layout,
+    users: Vec<UserRowView>,
+    roles: Vec<(&'static str, &'static str)>,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    form_email: String,
+    form_name: String,
+    form_customer: String,
+}
+
+async fn users_view(
+    s: &AppState,
+    v: &Viewer,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    form: &HashMap<String, String>,
+) -> Response {
+    use crate::domain::access::Role;
+    let t = v.tr;
+    let first = Page {
+        limit: Page::MAX,
+        after: None,
+    };
+    let list = match users::list(&s.db, &v.ctx, None, None, first).await {
+        Ok((list, _)) => list,
+        Err(e) => return page_error(t, e),
+    };
+    let role_label = |r: &Role| t.t(&format!("role.{}", r.as_str()));
+    let page = UsersPage {
+        l: Layout::signed_in(v, "users", "/admin/users"),
+        users: list
+            .iter()
+            .map(|u| UserRowView {
+                id: u.id.0,
+                name: u.name.clone(),
+                email: u.email.clone(),
+                roles: u
+                    .roles
+                    .iter()
+                    .map(role_label)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                enabled: u.enabled,
+                version: u.version,
+            })
+            .collect(),
+        roles: Role::ALL
+            .iter()
+            .map(|r| (r.as_str(), role_label(r)))
+            .collect(),
+        notice,
+        error: error.clone(),
+        form_email: form.get("email").cloned().unwrap_or_default(),
+        form_name: form.get("name").cloned().unwrap_or_default(),
+        form_customer: form.get("customer_id").cloned().unwrap_or_default(),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, render(&page)).into_response()
+}
+
+fn problem_text(t: Tr, e: &Error) -> String {
+    match e {
+        Error::Validation(fields) => fields
+            .iter()
+            .map(|fe| {
+                format!(
+                    "{}: {}",
+                    fe.field,
+                    t.get(&format!("field.{}", fe.code))
+                        .unwrap_or_else(|| t.t("field.invalid"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+async fn users_page(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let notice = match q.get("done").map(String::as_str) {
+        Some("created") => Some(v.tr.t("users.created")),
+        Some("changed") => Some(v.tr.t("users.changed")),
+        Some("mfa") => Some(v.tr.t("users.mfa_reset")),
+        _ => None,
+    };
+    users_view(&s, &v, notice, None, &HashMap::new()).await
+}
+
+async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFields) -> Response {
+    use crate::domain::access::Role;
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let input = users::NewUser {
+        email: f.get("email").cloned().unwrap_or_default(),
+        name: f.get("name").cloned().unwrap_or_default(),
+        phone: String::new(),
+        roles: Role::ALL
+            .iter()
+            .copied()
+            .filter(|r| f.contains_key(&format!("role_{}", r.as_str())))
+            .collect(),
+        customer_id: f
+            .get("customer_id")
+            .and_then(|c| c.trim().parse::<i64>().ok())
+            .map(crate::domain::ids::CustomerId),
+        password: f.get("password").cloned().unwrap_or_default(),
+    };
+    match users::create(&s.db, &v.ctx, input).await {
+        Ok(_) => Redirect::to("/admin/users?done=created").into_response(),
+        Err(e @ (Error::Validation(_) | Error::Conflict { .. })) => {
+            users_view(&s, &v, None, Some(problem_text(t, &e)), &f).await
+        }
+        Err(e) => page_error(t, e),
+    }
+}
+
+async fn user_change(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    let t = v.tr;
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => UserId(id),
+        Err(r) => return r.page(t),
+    };
+    let version = f
+        .get("version")
+        .and_then(|x| x.parse::<i64>().ok())
+        .unwrap_or(0);
+    let result = match f.get("action").map(String::as_str) {
+        Some("reset_mfa") => users::reset_second_factor(&s.db, &v.ctx, id)
+            .await
+            .map(|()| "mfa"),
+        Some(a @ ("enable" | "disable")) => {
+            let patch = users::UserPatch {
+                enabled: Some(a == "enable"),
+                ..Default::default()
+            };
+            users::update(
+                &s.db,
+                &v.ctx,
+                id,
+                crate::store::Expected::Body(version),
+                patch,
+            )
+            .await
+            .map(|_| "changed")
+        }
+        _ => {
+            return users_view(
+                &s,
+                &v,
+                None,
+                Some(t.t("field.invalid").to_owned()),
+                &HashMap::new(),
+            )
+            .await;
+        }
+    };
+    match result {
+        Ok(done) => Redirect::to(&format!("/admin/users?done={done}")).into_response(),
+        Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
+        Err(e) => users_view(&s, &v, None, Some(problem_text(t, &e)), &HashMap::new()).await,
+    }
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -1633,6 +1837,8 @@ pub fn routes() -> Router<AppState> {
         .route("/login/enrol", post(login_enrol))
         .route("/logout", post(logout))
         .route("/password", get(password_form).post(password_change))
+        .route("/admin/users", get(users_page).post(user_create))
+        .route("/admin/users/{id}", post(user_change))
         .route("/lang", post(switch_lang))
         .route("/requests", get(request_list))
         .route("/requests/new", get(new_request_form).post(create_request))

@@ -189,6 +189,50 @@ both! {
         assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     }
 
+    async fn administrators_manage_users_and_reset_the_second_factor(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let mut eng = Browser::default();
+        eng.sign_in(&app, &w.engineer.email).await;
+        assert_eq!(eng.get(&app, "/admin/users").await.status, StatusCode::NOT_FOUND, "not for engineers");
+        let mut admin = Browser::default();
+        admin.sign_in(&app, &w.admin.email).await;
+        let page = admin.get(&app, "/admin/users").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+        assert!(html(&page).contains(&w.engineer.email));
+        // A bad new user: the form again with the input kept; nothing created.
+        let before = app.count("users").await;
+        let r = admin.submit(&app, &page, "/admin/users", &[("email", "new.engineer@example.ru"), ("name", "Новый инженер"), ("role_engineer", "1"), ("password", "short")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("value=\"new.engineer@example.ru\""));
+        assert_eq!(app.count("users").await, before);
+        let r = admin.submit(&app, &page, "/admin/users", &[("email", "new.engineer@example.ru"), ("name", "Новый инженер"), ("role_engineer", "1"), ("password", "a long enough password")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(app.count("users").await, before + 1);
+        // Disabling ends the engineer's session at once.
+        let page = admin.get(&app, "/admin/users?done=created").await;
+        assert!(html(&page).contains("role=\"status\""));
+        let form_start = html(&page).find(&format!("action=\"/admin/users/{}\"", w.engineer.id)).unwrap();
+        let version = html(&page)[form_start..].split("name=\"version\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", w.engineer.id), &[("version", &version), ("action", "disable")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(eng.get(&app, "/").await.status, StatusCode::SEE_OTHER);
+        // Resetting the second factor makes the user set it up again.
+        let boss = app.user(&[Role::Director], None).await;
+        sqlx::query(&format!("UPDATE users SET totp_secret = 'enrolled' WHERE id = {}", boss.id)).execute(app.db.pool()).await.unwrap();
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", boss.id), &[("version", "0"), ("action", "reset_mfa")]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'mfa_reset'").fetch_one(app.db.pool()).await.unwrap();
+        assert_eq!(audit, 1);
+        let secret: Option<String> = sqlx::query_scalar(&format!("SELECT totp_secret FROM users WHERE id = {}", boss.id)).fetch_one(app.db.pool()).await.unwrap();
+        assert_eq!(secret, None, "the second factor is set up again at the next sign-in");
+        let r = app.get("/api/v1/me", &boss).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the user's sessions ended");
+        // Without the token nothing happens.
+        let r = admin.post(&app, &format!("/admin/users/{}", boss.id), &[("action", "reset_mfa")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+
     async fn the_language_switch_is_remembered(app) {
         let w = app.world().await;
         let mut b = Browser::default();
