@@ -781,7 +781,7 @@ describe('language of the request page', () => {
       status: t('status.open'),
       moves: [t('move.in_progress'), t('move.cancelled')],
       write: t('report.write'),
-      nav: [t('nav.dashboard'), t('nav.requests')],
+      nav: [t('nav.dashboard'), t('nav.requests'), t('nav.reports')],
     });
     const seen = async (page) => ({
       h2: await texts(page, 'h2'),

@@ -654,6 +654,9 @@ struct RequestsPage {
     rows: Vec<RowView>,
     q: String,
     status: String,
+    kind: String,
+    overdue: bool,
+    types: Vec<(&'static str, &'static str)>,
     statuses: Vec<(&'static str, &'static str)>,
     next_cursor: Option<String>,
     next_href: String,
@@ -679,8 +682,16 @@ async fn request_list(
             after: None,
         },
     };
+    let kind = q
+        .get("type")
+        .filter(|k| RequestType::parse(k).is_some())
+        .cloned()
+        .unwrap_or_default();
+    let overdue = q.get("overdue").is_some_and(|o| o == "1");
     let filter = requests::Filter {
         status: (!status.is_empty()).then(|| status.clone()),
+        r#type: (!kind.is_empty()).then(|| kind.clone()),
+        overdue: overdue.then_some(true),
         q: (!text.trim().is_empty()).then(|| text.clone()),
         ..Default::default()
     };
@@ -691,12 +702,20 @@ async fn request_list(
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("q", &text)
         .append_pair("status", &status)
+        .append_pair("type", &kind)
+        .append_pair("overdue", if overdue { "1" } else { "" })
         .finish();
     render(&RequestsPage {
         l: Layout::signed_in(&v, "requests", "/requests"),
         rows: list.iter().map(|r| row_view(t, r)).collect(),
         q: text,
         status,
+        kind,
+        overdue,
+        types: RequestType::ALL
+            .iter()
+            .map(|k| (k.as_str(), type_label(t, *k)))
+            .collect(),
         statuses: Status::ALL
             .iter()
             .map(|st| (st.as_str(), status_label(t, *st)))
@@ -1827,6 +1846,51 @@ async fn user_change(
     }
 }
 
+#[derive(Template)]
+#[template(path = "reports.html")]
+struct ReportsPage {
+    l: Layout,
+    /// id, number, work date, status, total.
+    rows: Vec<(i64, String, String, &'static str, String)>,
+    next_cursor: Option<String>,
+}
+
+/// The acts this user may see, newest first (a client's portal shows their own).
+async fn report_list(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let t = v.tr;
+    let page = super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
+        .unwrap_or(Page {
+            limit: Page::DEFAULT,
+            after: None,
+        });
+    let filter = crate::store::reports::Filter::default();
+    let (list, next_cursor) = match crate::store::reports::list(&s.db, &v.ctx, &filter, page).await
+    {
+        Ok(x) => x,
+        Err(e) => return page_error(t, e),
+    };
+    render(&ReportsPage {
+        l: Layout::signed_in(&v, "reports", "/reports"),
+        rows: list
+            .iter()
+            .map(|r| {
+                (
+                    r.id.0,
+                    r.number.clone(),
+                    r.work_date.format("%d.%m.%Y").to_string(),
+                    t.t(&format!("report.status.{}", r.status.as_str())),
+                    money_text(t, &r.total),
+                )
+            })
+            .collect(),
+        next_cursor,
+    })
+}
+
 /// The pages, to merge into the application's router.
 pub fn routes() -> Router<AppState> {
     use axum::routing::{get, post};
@@ -1848,6 +1912,7 @@ pub fn routes() -> Router<AppState> {
         .route("/requests/{id}/assign", post(request_assign))
         .route("/requests/{id}/comments", post(request_comment))
         .route("/requests/{id}/report", post(report_start))
+        .route("/reports", get(report_list))
         .route("/reports/{id}", get(report_page).post(report_edit))
         .route("/assets/{name}", get(asset))
 }

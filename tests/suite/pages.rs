@@ -282,6 +282,14 @@ both! {
         assert!(html(&dash).contains("02.03 — открыто 1, выполнено 0"), "{}", html(&dash));
         let list = admin.get(&app, "/requests?q=%D0%B4%D0%B0%D1%82%D1%87%D0%B8%D0%BA").await;
         assert!(html(&list).contains(&number), "{}", html(&list));
+        // Filters by type and overdue.
+        let only = admin.get(&app, "/requests?type=maintenance").await;
+        assert!(!html(&only).contains(&number), "an emergency is not maintenance");
+        let only = admin.get(&app, "/requests?type=emergency").await;
+        assert!(html(&only).contains(&number));
+        assert!(html(&only).contains("<option value=\"emergency\" selected>"));
+        let only = admin.get(&app, "/requests?type=emergency&overdue=1").await;
+        assert!(!html(&only).contains(&number), "not overdue yet");
         let board = admin.get(&app, "/requests/board").await;
         assert_eq!(board.status, StatusCode::OK);
         assert!(html(&board).contains("aria-labelledby=\"col-open\""));
@@ -418,6 +426,18 @@ both! {
         let act_page = c.get(&app, &act).await;
         assert_eq!(act_page.status, StatusCode::OK);
         assert!(html(&act_page).contains("Замена датчика"));
+        // The portal lists the client's acts with their totals.
+        let acts = c.get(&app, "/reports").await;
+        assert_eq!(acts.status, StatusCode::OK);
+        assert!(html(&acts).contains(&format!("href=\"{act}\"")), "{}", html(&acts));
+        assert!(html(&acts).contains("2\u{202f}501,00\u{a0}₽"));
+        // A client of another customer sees none of them.
+        let other = app.customer(&w.admin, "ООО Третий", next_inn()).await;
+        let stranger = app.user(&[Role::Client], Some(other)).await;
+        let mut x = Browser::default();
+        x.sign_in(&app, &stranger.email).await;
+        assert!(html(&x.get(&app, "/reports").await).contains("Актов пока нет."));
+        assert_eq!(x.get(&app, &act).await.status, StatusCode::NOT_FOUND);
     }
 
     async fn the_second_factor_is_set_up_and_used_in_the_browser(app) {
