@@ -19,27 +19,8 @@ SHOTS="$ROOT/docs/screenshots"
 ADMIN_EMAIL=admin@example.ru
 ADMIN_PASSWORD='e2e admin password 1'
 
-WORK=$(mktemp -d)
-SERVER=
-cleanup() {
-    if [ -n "$SERVER" ]; then
-        kill "$SERVER" 2>/dev/null || true
-        wait "$SERVER" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-as_root() {
-    if [ "$(id -u)" = 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "error: installing needs root or sudo: $*" >&2
-        return 1
-    fi
-}
+# shellcheck source=.ci/common.sh
+. .ci/common.sh
 
 need=()
 [ -x "$CHROMIUM" ] || need+=(chromium)

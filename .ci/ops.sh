@@ -25,27 +25,8 @@ ferum_db_pool_connections ferum_db_pool_max_connections ferum_service_requests_o
 ferum_service_requests_overdue ferum_service_requests_resolution_seconds_avg_30d
 ferum_outbox_depth ferum_backup_last_success_timestamp_seconds"
 
-WORK=$(mktemp -d)
-SERVER=
-cleanup() {
-    if [ -n "$SERVER" ]; then
-        kill "$SERVER" 2>/dev/null || true
-        wait "$SERVER" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-as_root() {
-    if [ "$(id -u)" = 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "error: installing needs root or sudo: $*" >&2
-        return 1
-    fi
-}
+# shellcheck source=.ci/common.sh
+. .ci/common.sh
 
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)

@@ -254,8 +254,9 @@ async fn database(config: &Config) -> Vec<Finding> {
         Err(_) => return vec![fail("database", format!("{url} did not answer in 10 s"))],
     };
     let mut out = vec![ok("database", format!("{url} answers"))];
-    let ready = matches!(migrate::readiness(&db).await, Ok(None));
-    match migrate::readiness(&db).await {
+    let readiness = migrate::readiness(&db).await;
+    let ready = matches!(readiness, Ok(None));
+    match readiness {
         Ok(None) => out.push(ok(
             "schema",
             format!("version {}, nothing pending", migrate::latest_version()),

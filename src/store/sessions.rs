@@ -149,10 +149,23 @@ pub async fn revoke_family(tx: &mut Tx, family: &str, now: DateTime<Utc>) -> Res
 
 /// Ends every session of a user (disabled, new password, new roles).
 pub async fn revoke_user(tx: &mut Tx, user: UserId, now: DateTime<Utc>) -> Result<()> {
+    revoke_user_except(tx, user, None, now).await
+}
+
+/// Ends every session of a user but `keep` (the one changing its own password).
+pub async fn revoke_user_except(
+    tx: &mut Tx,
+    user: UserId,
+    keep: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let mut q = Q::new("UPDATE sessions SET revoked_at = ");
     q.bind(Some(db_ts(now)))
         .push(" WHERE revoked_at IS NULL AND user_id = ")
         .bind(user.0);
+    if let Some(family) = keep {
+        q.push(" AND family <> ").bind(family.to_owned());
+    }
     q.execute(&mut **tx).await?;
     Ok(())
 }

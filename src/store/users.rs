@@ -408,9 +408,7 @@ fn tx_lock(db: &Db) -> &'static str {
 pub async fn reset_second_factor(db: &Db, ctx: &Ctx, id: UserId) -> Result<()> {
     scope_check(ctx, Action::Update)?;
     let mut tx = db.begin().await?;
-    let mut q = Q::new("SELECT COUNT(*) FROM users WHERE id = ");
-    q.bind(id.0);
-    if q.scalar::<i64, _>(&mut *tx).await? == 0 {
+    if super::count_where(&mut tx, "users", "id", id.0).await? == 0 {
         return Err(Error::NotFound);
     }
     super::mfa::disable(&mut tx, id).await?;
@@ -446,13 +444,7 @@ pub async fn change_own_password(db: &Db, ctx: &Ctx, current: &str, new: &str) -
         .push(" WHERE id = ")
         .bind(me.0);
     q.execute(&mut *tx).await?;
-    let mut q = Q::new("UPDATE sessions SET revoked_at = ");
-    q.bind(Some(super::db_ts(ctx.now)))
-        .push(" WHERE revoked_at IS NULL AND user_id = ")
-        .bind(me.0)
-        .push(" AND family <> ")
-        .bind(ctx.session.clone());
-    q.execute(&mut *tx).await?;
+    super::sessions::revoke_user_except(&mut tx, me, Some(&ctx.session), ctx.now).await?;
     super::audit::record(
         &mut tx,
         ctx,

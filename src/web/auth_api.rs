@@ -52,6 +52,28 @@ pub enum LoginResponse {
     Mfa(MfaChallenge),
 }
 
+/// Records an event about `user`'s own account (sign-ins, second factor) in `tx`.
+async fn audit_user(
+    tx: &mut crate::store::Tx,
+    now: DateTime<Utc>,
+    user: UserId,
+    ip: &str,
+    action: &'static str,
+) -> Result<()> {
+    audit::insert(
+        tx,
+        now,
+        Some(user),
+        ip,
+        action,
+        "user",
+        Some(user.0),
+        None,
+        None,
+    )
+    .await
+}
+
 fn audit_event(
     s: &AppState,
     user: Option<UserId>,
@@ -91,18 +113,7 @@ pub(crate) async fn start_session(
 ) -> Result<sessions::NewSession> {
     let mut tx = s.db.begin().await?;
     let session = sessions::start(&mut tx, user, ip, now, s.security.refresh_ttl).await?;
-    audit::insert(
-        &mut tx,
-        now,
-        Some(user),
-        ip,
-        action,
-        "user",
-        Some(user.0),
-        None,
-        None,
-    )
-    .await?;
+    audit_user(&mut tx, now, user, ip, action).await?;
     tx.commit().await?;
     Ok(session)
 }
@@ -262,18 +273,7 @@ async fn check_code(
     }
     if mfa::use_recovery_code(&mut tx, user, code, now).await? {
         mfa::record_success(&mut tx, user, None).await?;
-        audit::insert(
-            &mut tx,
-            now,
-            Some(user),
-            ip,
-            "mfa_recovery_code_used",
-            "user",
-            Some(user.0),
-            None,
-            None,
-        )
-        .await?;
+        audit_user(&mut tx, now, user, ip, "mfa_recovery_code_used").await?;
         tx.commit().await?;
         return Ok(None);
     }
@@ -283,18 +283,7 @@ async fn check_code(
     } else {
         "mfa_failed"
     };
-    audit::insert(
-        &mut tx,
-        now,
-        Some(user),
-        ip,
-        action,
-        "user",
-        Some(user.0),
-        None,
-        None,
-    )
-    .await?;
+    audit_user(&mut tx, now, user, ip, action).await?;
     tx.commit().await?;
     Err(Error::Unauthorized("the code is wrong or was already used"))
 }
@@ -519,18 +508,7 @@ pub(crate) async fn finish_enrolment(
         })
         .collect();
     mfa::activate(&mut tx, s.db.keys()?, user, &pending, step, &codes).await?;
-    audit::insert(
-        &mut tx,
-        now,
-        Some(user),
-        ip,
-        "mfa_enabled",
-        "user",
-        Some(user.0),
-        None,
-        None,
-    )
-    .await?;
+    audit_user(&mut tx, now, user, ip, "mfa_enabled").await?;
     tx.commit().await?;
     Ok(codes)
 }
@@ -571,18 +549,7 @@ pub async fn disable(
     }
     let mut tx = s.db.begin().await?;
     mfa::disable(&mut tx, user).await?;
-    audit::insert(
-        &mut tx,
-        ctx.now,
-        Some(user),
-        &ip,
-        "mfa_disabled",
-        "user",
-        Some(user.0),
-        None,
-        None,
-    )
-    .await?;
+    audit_user(&mut tx, ctx.now, user, &ip, "mfa_disabled").await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

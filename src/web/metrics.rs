@@ -7,7 +7,7 @@
 use super::AppState;
 use crate::store::stats;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -174,15 +174,14 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics` on the main listener: only with the configured bearer token; otherwise it
 /// does not exist (404), as on a server without a token.
-pub async fn serve_with_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn serve_with_token(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> Response {
     let Some(expected) = state.metrics_token.as_deref() else {
         return crate::error::Error::NotFound.into_response();
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let given = super::extract::bearer(&parts).unwrap_or_default();
     if !crate::domain::totp::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return (
             StatusCode::UNAUTHORIZED,

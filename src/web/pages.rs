@@ -347,16 +347,9 @@ async fn login(
         Ok(PasswordStep::Done(user)) => sign_in(&s, flags, user, &ip, "login", &next)
             .await
             .unwrap_or_else(|e| page_error(t, e)),
-        Ok(PasswordStep::Mfa(MfaPurpose::Verify, mfa_token)) => render(&CodePage {
-            l: Layout::new(t, token, None, "login", "/login"),
-            title: t.t("auth.code.title"),
-            error: None,
-            action: "/login/2fa",
-            mfa_token,
-            next,
-            qr_svg: None,
-            secret: String::new(),
-        }),
+        Ok(PasswordStep::Mfa(MfaPurpose::Verify, mfa_token)) => {
+            code_page(t, token, mfa_token, next, None)
+        }
         Ok(PasswordStep::Mfa(MfaPurpose::Enroll, mfa_token)) => {
             enrol_page(&s, t, token, mfa_token, next, None).await
         }
@@ -462,37 +455,43 @@ async fn login_code(
     else {
         return forbidden(t);
     };
-    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
-    match auth_api::second_factor_step(&s, &ip, &mfa_token, field("code").trim()).await {
-        Ok(Ok(user)) => sign_in(&s, flags, user, &ip, "login_mfa", &next)
-            .await
-            .unwrap_or_else(|e| page_error(t, e)),
-        Ok(Err(_)) | Err(Error::TooManyRequests { .. }) => {
-            let mut r = code_again(t, token, mfa_token, next, t.t("auth.too_many"));
-            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            r
-        }
-        Err(Error::Unauthorized(msg)) if msg.contains("token") => expired(t, token),
-        Err(Error::Unauthorized(_)) => {
-            let mut r = code_again(t, token, mfa_token, next, t.t("auth.code.wrong"));
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
-            r
-        }
-        Err(e) => page_error(t, e),
+    // An expired or foreign sign-in token starts over; any other refusal is about the code.
+    if !matches!(
+        s.keys.verify_mfa(&mfa_token, s.clock.now()),
+        Some((_, MfaPurpose::Verify))
+    ) {
+        return expired(t, token);
     }
+    let code = f.get("code").map_or("", |c| c.trim());
+    let (error, status) = match auth_api::second_factor_step(&s, &ip, &mfa_token, code).await {
+        Ok(Ok(user)) => {
+            return sign_in(&s, flags, user, &ip, "login_mfa", &next)
+                .await
+                .unwrap_or_else(|e| page_error(t, e));
+        }
+        Ok(Err(_)) | Err(Error::TooManyRequests { .. }) => {
+            (t.t("auth.too_many"), StatusCode::TOO_MANY_REQUESTS)
+        }
+        Err(Error::Unauthorized(_)) => (t.t("auth.code.wrong"), StatusCode::UNAUTHORIZED),
+        Err(e) => return page_error(t, e),
+    };
+    let mut r = code_page(t, token, mfa_token, next, Some(error));
+    *r.status_mut() = status;
+    r
 }
 
-fn code_again(
+/// The second-factor step of a sign-in: a code field, and what went wrong with the last one.
+fn code_page(
     t: Tr,
     token: String,
     mfa_token: String,
     next: String,
-    error: &'static str,
+    error: Option<&'static str>,
 ) -> Response {
     render(&CodePage {
         l: Layout::new(t, token, None, "login", "/login"),
         title: t.t("auth.code.title"),
-        error: Some(error),
+        error,
         action: "/login/2fa",
         mfa_token,
         next,
@@ -980,7 +979,8 @@ async fn request_move(
         Err(r) => return r.page(v.tr),
     };
     let Some(status) = f.get("status").and_then(|st| Status::parse(st)) else {
-        return request_page_for(&s, &v, id, Some(v.tr.t("request.moves.none").to_owned())).await;
+        let refused = Error::field("status", "unknown_value", "not a status");
+        return after_change(&s, &v, id, Err(refused)).await;
     };
     let change = requests::StatusChange {
         status,
@@ -1171,11 +1171,17 @@ async fn request_assign(
         Ok(id) => id,
         Err(r) => return r.page(v.tr),
     };
-    let engineer = f
-        .get("assigned_to")
-        .and_then(|e| e.parse::<i64>().ok())
-        .filter(|e| *e > 0)
-        .map(UserId);
+    // "0" (or nothing) unassigns; anything else must be a user id.
+    let engineer = match f.get("assigned_to").map(|e| e.trim()).unwrap_or("0") {
+        "" | "0" => None,
+        e => match e.parse::<i64>() {
+            Ok(id) if id > 0 => Some(UserId(id)),
+            _ => {
+                let refused = Error::field("assigned_to", "invalid", "not a user id");
+                return after_change(&s, &v, id, Err(refused)).await;
+            }
+        },
+    };
     let version = f
         .get("version")
         .and_then(|x| x.parse::<i64>().ok())

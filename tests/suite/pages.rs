@@ -303,6 +303,12 @@ both! {
         assert!(html(&page).contains(&format!("<option value=\"{}\">", w.engineer.id)), "{}", html(&page));
         let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", &w.engineer.id.to_string()), ("version", &hidden(&page, "version"))]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        // Garbage for an engineer or a status is refused with 422, and changes nothing.
+        let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", "nobody"), ("version", &hidden(&page, "version"))]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        let r = admin.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "finished")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("role=\"alert\""));
         // A stale form (the version moved on) is refused and changes nothing.
         let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", "0"), ("version", &hidden(&page, "version"))]).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
@@ -417,11 +423,15 @@ both! {
         assert_eq!(location(&r), format!("/requests/{id}"));
         let done = eng.get(&app, &act).await;
         assert!(!html(&done).contains("name=\"description_0\""), "a submitted act is read-only");
-        // The client sees the request completed and its act.
+        // The client sees the request completed and its act, and nothing staff-only: not the
+        // engineer's phone, not the assign control.
+        let u = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await;
+        app.patch(&format!("/api/v1/users/{}", w.engineer.id), &w.admin, json!({"phone": "+7 900 123-45-67", "version": u.body["version"]})).await.assert(StatusCode::OK);
         let mut c = Browser::default();
         c.sign_in(&app, &client.email).await;
         let page = c.get(&app, &format!("/requests/{id}")).await;
         assert!(html(&page).contains("Выполнена"), "{}", html(&page));
+        assert!(!html(&page).contains("123-45-67") && !html(&page).contains("/assign\""), "{}", html(&page));
         assert!(html(&page).contains(&format!("href=\"{act}\"")));
         let act_page = c.get(&app, &act).await;
         assert_eq!(act_page.status, StatusCode::OK);
