@@ -50,3 +50,42 @@ function recompute(form) {
 for (const form of document.querySelectorAll("form[data-live-total]")) {
   form.addEventListener("input", () => recompute(form));
 }
+
+// The new-request form: choosing the customer narrows the sites at once (without the script
+// a button reloads the form with them), and choosing a site shows the project it fills in.
+for (const select of document.querySelectorAll("select[data-narrows]")) {
+  const target = document.getElementById(select.dataset.narrows);
+  const mirror = document.getElementById(select.dataset.mirror);
+  const button = select.form.querySelector("[data-without-script]");
+  if (button) button.hidden = true;
+  const narrow = (event) => {
+    const customer = select.value;
+    // The list came narrowed from the server (no script, or a form sent back): another
+    // customer's sites are not in it, so fetch them.
+    const known = [...target.options].some((o) => o.value && (customer === "" || o.dataset.customer === customer));
+    if (event && !known) {
+      select.form.submit();
+      return;
+    }
+    for (const option of target.options) {
+      if (!option.value) continue;
+      const other = customer !== "" && option.dataset.customer !== customer;
+      option.hidden = other;
+      option.disabled = other;
+      if (other && option.selected) target.value = "";
+    }
+    if (mirror) mirror.value = customer;
+    target.dispatchEvent(new Event("change"));
+  };
+  select.addEventListener("change", narrow);
+  narrow();
+}
+
+for (const select of document.querySelectorAll("select[data-fills]")) {
+  const out = document.getElementById(select.dataset.fills);
+  const show = () => {
+    const option = select.selectedOptions[0];
+    out.textContent = (option && option.dataset.project) || out.dataset.empty;
+  };
+  select.addEventListener("change", show);
+}

@@ -259,7 +259,7 @@ describe('the whole job', () => {
         await submit(clientPage, newLink);
         assert.equal(pathOf(clientPage), '/requests/new');
 
-        const form = clientPage.locator('form[action="/requests/new"]');
+        const form = clientPage.locator('form[method="post"][action="/requests/new"]');
         const options = await form.locator('select[name="object_id"] option').evaluateAll((os) =>
           os.filter((o) => o.value).map((o) => ({ value: o.value, label: o.textContent.trim() })),
         );
@@ -286,7 +286,7 @@ describe('the whole job', () => {
 
         await select.selectOption(String(site.object.id));
         await clientPage.locator('select[name="type"]').selectOption('maintenance');
-        const created = await submit(clientPage, clientPage.locator('form[action="/requests/new"]').locator(SUBMIT));
+        const created = await submit(clientPage, clientPage.locator('form[method="post"][action="/requests/new"]').locator(SUBMIT));
         const match = pathOf(clientPage).match(/^\/requests\/(\d+)$/);
         assert.ok(match, `the new request should open at /requests/{id}, the browser is on ${pathOf(clientPage)}`);
         assert.equal(created.status(), 200, 'the new request\'s page status');
@@ -615,6 +615,13 @@ describe('second factor', () => {
         assert.equal(new Set(codes).size, 10, `the recovery codes should all differ: ${JSON.stringify(codes)}`);
         for (const c of codes) assert.match(c, /^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$/, `a recovery code looks like ABCD-EFGH-JKLM-NPQR, got ${JSON.stringify(c)}`);
 
+        assert.equal(pathOf(page), '/login/recovery', 'the codes are shown by a page of their own (post/redirect/get)');
+        // Reloading does not post the code again, and does not show the codes a second time.
+        const reloaded = await page.reload();
+        assert.equal(reloaded.status(), 200, 'reloading the recovery page');
+        assert.equal(await page.locator('ul.codes li').count(), 0, 'the recovery codes are shown once: a reload shows none');
+        await expectText(page.locator('main [role="status"]'), RU('auth.recovery.gone'), 'the recovery page after a reload');
+
         const next = page.locator('main a', { hasText: RU('auth.recovery.continue') });
         assert.equal(await next.count(), 1, 'the recovery codes page should have a Continue link');
         await submit(page, next);
@@ -864,7 +871,7 @@ const AXE_PAGES = [
     path: () => '/requests/new',
     // Sent empty: the errors stand next to their fields.
     then: async (page) => {
-      const response = await submit(page, page.locator('form[action="/requests/new"]').locator(SUBMIT));
+      const response = await submit(page, page.locator('form[method="post"][action="/requests/new"]').locator(SUBMIT));
       assert.equal(response.status(), 422, 'the empty new-request form should answer 422');
     },
   },
@@ -895,4 +902,95 @@ describe('accessibility of the working pages (axe-core, WCAG 2 A and AA)', () =>
       });
     }
   }
+});
+
+describe('the new-request form at the desk', () => {
+  test('a project manager chooses the customer, which narrows the sites; the site fills in the project; without the script a button does the narrowing', async () => {
+    const a = await createSite(token, 'narrow-a');
+    const b = await createSite(token, 'narrow-b');
+    const pm = await newUser(['project_manager'], 'Алексей Смирнов');
+    const tag = unique();
+    await withPages(async (open) => {
+      const page = await open('desktop');
+      await as('project manager, desktop', page, async () => {
+        await signIn(page, pm.email, pm.password);
+        await visit(page, '/requests/new');
+        const customer = page.locator('select#customer_id');
+        const sites = page.locator('form[method="post"] select[name="object_id"]');
+        const enabled = () => sites.locator('option:not([disabled])').evaluateAll((os) => os.filter((o) => o.value).map((o) => o.value));
+        const all = await enabled();
+        assert.ok(all.includes(String(a.object.id)) && all.includes(String(b.object.id)), `before a customer is chosen every site is offered, got ${JSON.stringify(all)}`);
+        assert.equal(await page.locator('[data-without-script]').isVisible(), false, 'with the script the narrowing button is not needed');
+
+        await customer.selectOption(String(b.customer.id));
+        assert.deepEqual(await enabled(), [String(b.object.id)], `choosing ${b.customer.name} leaves only its site`);
+        await sites.selectOption(String(b.object.id));
+        await expectText(page.locator('output#project_of'), b.project.name, 'the project the site fills in');
+
+        const form = page.locator('form[method="post"][action="/requests/new"]');
+        await form.locator('[name="subject"]').fill(`Проверка АУПТ ${tag}`);
+        const created = await submit(page, form.locator(SUBMIT));
+        assert.equal(created.status(), 200);
+        const id = Number(pathOf(page).match(/^\/requests\/(\d+)$/)[1]);
+        const saved = await apiGetRequest(id);
+        assert.equal(saved.customer_id, b.customer.id, 'the request\'s customer');
+        assert.equal(saved.object_id, b.object.id, 'the request\'s site');
+        assert.equal(saved.project_id, b.project.id, 'the request\'s project, filled in from the site');
+      });
+
+      const plain = await open('desktop', { javaScriptEnabled: false });
+      await as('project manager, no script', plain, async () => {
+        await signIn(plain, pm.email, pm.password);
+        await visit(plain, '/requests/new');
+        await plain.locator('select#customer_id').selectOption(String(a.customer.id));
+        await submit(plain, plain.locator('[data-without-script]'));
+        assert.equal(pathOf(plain), '/requests/new', 'the narrowing button reloads the form');
+        const offered = await plain.locator('form[method="post"] select[name="object_id"] option').evaluateAll((os) => os.filter((o) => o.value).map((o) => o.value));
+        assert.deepEqual(offered, [String(a.object.id)], 'the reloaded form offers only that customer\'s site');
+        assert.equal(await plain.locator('form[method="post"] input[name="customer_id"]').inputValue(), String(a.customer.id), 'the chosen customer goes with the form');
+      });
+    });
+  });
+});
+
+describe('administration in the browser', () => {
+  test('an administrator gives a user another role and a customer, and the audit log shows the change', async () => {
+    const admin = await newUser(['admin'], 'Марина Орлова');
+    const user = await newUser(['engineer'], 'Денис Белов');
+    const site = await createSite(token, 'admin');
+    await withPages(async (open) => {
+      const page = await open('desktop');
+      await as('administrator', page, async () => {
+        await signIn(page, admin.email, admin.password);
+        await visit(page, '/admin/users');
+        await submit(page, page.locator(`main a[href="/admin/users/${user.id}"]`));
+        assert.equal(pathOf(page), `/admin/users/${user.id}`);
+        const form = page.locator(`form[action="/admin/users/${user.id}"]:has(button[value="save"])`);
+        assert.equal(await form.locator('input[name="role_engineer"]').isChecked(), true, 'the user\'s role is ticked');
+        // A client without a customer is refused next to the field.
+        await form.locator('input[name="role_engineer"]').uncheck();
+        await form.locator('input[name="role_client"]').check();
+        const refused = await submit(page, form.locator('button[value="save"]'));
+        assert.equal(refused.status(), 422);
+        assert.ok(await page.locator('.field-error').first().isVisible(), 'the error stands next to its field');
+        assert.equal(await page.locator('input[name="role_client"]').isChecked(), true, 'the ticked role is kept');
+        await page.locator('select#u-customer').selectOption(String(site.customer.id));
+        const saved = await submit(page, page.locator('button[value="save"]'));
+        assert.equal(saved.status(), 200);
+        await expectText(page.locator('main [role="status"]'), RU('users.changed'), 'the notice after saving');
+        const after = await api(`/api/v1/users/${user.id}`, { token });
+        assert.deepEqual(after.roles, ['client']);
+        assert.equal(after.customer_id, site.customer.id);
+
+        await submit(page, page.locator(`main a[href="/admin/audit?entity=user&entity_id=${user.id}"]`));
+        assert.equal(pathOf(page), '/admin/audit');
+        const rows = page.locator('table.audit tbody tr');
+        assert.ok((await rows.count()) >= 2, 'the user\'s history holds its creation and the change');
+        assert.match(await rows.first().innerText(), /permission_change|update/, 'the newest entry is the change of roles');
+        assert.ok((await rows.first().innerText()).includes(admin.name), 'the entry names who made the change');
+        const violations = await axeCheck(page);
+        assert.equal(violations.length, 0, `axe on the audit log:\n${formatViolations(violations)}`);
+      });
+    });
+  });
 });

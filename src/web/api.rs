@@ -744,8 +744,7 @@ async fn list_audit(
     Auth(ctx): Auth,
     Query(f): Query<AuditQuery>,
 ) -> Result<axum::Json<AuditList>> {
-    use crate::domain::access::Role;
-    if !ctx.actor.has_any(&[Role::Admin, Role::Director]) {
+    if !crate::domain::access::may_read_audit(&ctx.actor) {
         return Err(Error::NotFound);
     }
     let p = page(f.limit, f.cursor.as_deref())?;

@@ -27,6 +27,37 @@ impl Lang {
         }
     }
 
+    /// The language a browser prefers, from its `Accept-Language` header: the supported
+    /// language with the highest weight (`ru-RU` counts as `ru`), none when neither is asked
+    /// for. Ties go to the one listed first.
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut best: Option<(Lang, u16)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let primary = tag.split('-').next().unwrap_or("");
+            let Some(lang) = Lang::parse(primary) else {
+                continue;
+            };
+            // Weights are 0..1 with up to three decimals; kept as thousandths.
+            let weight = pieces
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .next()
+                .map_or(Some(1000), |q| {
+                    q.trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q))
+                        .map(|q| (q * 1000.0).round() as u16)
+                })
+                .unwrap_or(0);
+            if weight > 0 && best.is_none_or(|(_, w)| weight > w) {
+                best = Some((lang, weight));
+            }
+        }
+        best.map(|(lang, _)| lang)
+    }
+
     /// The other language, for the switch.
     pub fn other(self) -> Lang {
         match self {
@@ -179,6 +210,33 @@ mod tests {
             .with_timezone(&chrono::Utc);
         assert_eq!(t.when(at), "28.11.2026 02:30");
         assert_eq!(t.when_iso(at), "2026-11-28T02:30:00+05:00");
+    }
+
+    #[test]
+    fn the_browser_language_is_read_from_accept_language() {
+        let pick = Lang::from_accept_language;
+        assert_eq!(pick("en-US,en;q=0.9"), Some(Lang::En));
+        assert_eq!(pick("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7"), Some(Lang::Ru));
+        assert_eq!(pick("de-DE,en;q=0.5,ru;q=0.7"), Some(Lang::Ru));
+        assert_eq!(pick("fr, en;q=0.3"), Some(Lang::En));
+        assert_eq!(
+            pick("en;q=0, ru;q=0.1"),
+            Some(Lang::Ru),
+            "q=0 means not wanted"
+        );
+        assert_eq!(pick("EN-gb"), Some(Lang::En));
+        assert_eq!(pick("de, fr;q=0.8"), None);
+        assert_eq!(pick(""), None);
+        assert_eq!(
+            pick("en;q=abc"),
+            None,
+            "a malformed weight counts as not wanted"
+        );
+        assert_eq!(
+            pick("en;q=0.5, ru;q=0.5"),
+            Some(Lang::En),
+            "ties go to the first"
+        );
     }
 
     #[test]

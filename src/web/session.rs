@@ -46,10 +46,17 @@ pub fn csrf_for(family: &str) -> String {
     secret_hash(&format!("csrf:{family}"))
 }
 
-/// The language of this browser: its remembered choice, else Russian.
+/// The language of this browser: its remembered choice, else the one its `Accept-Language`
+/// prefers, else Russian.
 pub fn lang_of(headers: &HeaderMap) -> Lang {
     cookie(headers, LANG_COOKIE)
         .and_then(Lang::parse)
+        .or_else(|| {
+            headers
+                .get(axum::http::header::ACCEPT_LANGUAGE)
+                .and_then(|h| h.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
         .unwrap_or(Lang::Ru)
 }
 

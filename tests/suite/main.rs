@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod catalog;
+mod catalog_pages;
 mod concurrency;
 mod migrations;
 mod ops;

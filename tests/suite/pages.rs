@@ -8,12 +8,12 @@ use serde_json::json;
 
 /// A browser: its cookies, kept between requests.
 #[derive(Default)]
-struct Browser {
-    cookies: Vec<(String, String)>,
+pub struct Browser {
+    pub cookies: Vec<(String, String)>,
 }
 
 impl Browser {
-    fn cookie_header(&self) -> String {
+    pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -21,7 +21,7 @@ impl Browser {
             .join("; ")
     }
 
-    fn keep(&mut self, r: &Resp) {
+    pub fn keep(&mut self, r: &Resp) {
         for v in r.headers.get_all("set-cookie") {
             let v = v.to_str().unwrap();
             let pair = v.split(';').next().unwrap();
@@ -33,14 +33,14 @@ impl Browser {
         }
     }
 
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
+    pub async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
         let req = Request::get(path)
             .header("cookie", self.cookie_header())
             .body(Body::empty())
@@ -50,7 +50,7 @@ impl Browser {
         r
     }
 
-    async fn post(&mut self, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Resp {
+    pub async fn post(&mut self, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Resp {
         let body = serde_urlencoded::to_string(fields).unwrap();
         let req = Request::post(path)
             .header("cookie", self.cookie_header())
@@ -63,7 +63,7 @@ impl Browser {
     }
 
     /// Posts a form with the page's CSRF token, as the browser would from `page`.
-    async fn submit(
+    pub async fn submit(
         &mut self,
         app: &TestApp,
         page: &Resp,
@@ -76,7 +76,7 @@ impl Browser {
         self.post(app, path, &all).await
     }
 
-    async fn sign_in(&mut self, app: &TestApp, email: &str) -> Resp {
+    pub async fn sign_in(&mut self, app: &TestApp, email: &str) -> Resp {
         let page = self.get(app, "/login").await;
         self.submit(
             app,
@@ -88,12 +88,12 @@ impl Browser {
     }
 }
 
-fn html(r: &Resp) -> &str {
+pub fn html(r: &Resp) -> &str {
     r.body.as_str().unwrap_or_default()
 }
 
 /// The value of a hidden input of the page.
-fn hidden(r: &Resp, name: &str) -> String {
+pub fn hidden(r: &Resp, name: &str) -> String {
     let page = html(r);
     let marker = format!("name=\"{name}\" value=\"");
     let start = page
@@ -103,7 +103,7 @@ fn hidden(r: &Resp, name: &str) -> String {
     page[start..].split('"').next().unwrap().to_owned()
 }
 
-fn location(r: &Resp) -> &str {
+pub fn location(r: &Resp) -> &str {
     r.headers["location"].to_str().unwrap()
 }
 
@@ -233,6 +233,95 @@ both! {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
 
+    async fn administrators_edit_roles_names_and_customers(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let other = app.customer(&w.admin, "ООО Лютик", next_inn()).await;
+        let mut admin = Browser::default();
+        admin.sign_in(&app, &w.admin.email).await;
+        let page = admin.get(&app, &format!("/admin/users/{}", w.engineer.id)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+        assert!(html(&page).contains("name=\"role_engineer\" value=\"1\" checked"), "{}", html(&page));
+        assert!(html(&page).contains("<option value=\"\">—</option>"));
+        assert!(html(&page).contains("ООО Лютик"), "customers are chosen by name");
+        let version = hidden(&page, "version");
+        // A client role without a customer: the form again, the error next to its field,
+        // what was typed kept, nothing changed.
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", w.engineer.id), &[("version", &version), ("action", "save"), ("name", "Пётр Клиентов"), ("phone", ""), ("role_client", "1"), ("customer_id", "")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("value=\"Пётр Клиентов\""));
+        assert!(html(&r).contains("class=\"field-error\""), "{}", html(&r));
+        let api = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await;
+        assert_eq!(api.body["roles"], json!(["engineer"]));
+        // Garbage for a customer is refused next to the field.
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", w.engineer.id), &[("version", &version), ("action", "save"), ("name", "Пётр"), ("role_client", "1"), ("customer_id", "abc")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(html(&r).contains("aria-describedby=\"u-customer-error\""), "{}", html(&r));
+        // The right change lands: name, phone, roles, customer.
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", w.engineer.id), &[("version", &version), ("action", "save"), ("name", "Пётр Клиентов"), ("phone", "+7 900 000-00-01"), ("role_client", "1"), ("customer_id", &other.to_string())]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(location(&r), format!("/admin/users/{}?done=changed", w.engineer.id));
+        let api = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await;
+        assert_eq!(api.body["roles"], json!(["client"]));
+        assert_eq!(api.body["customer_id"], other);
+        assert_eq!(api.body["name"], "Пётр Клиентов");
+        // The same old form again is stale: refused with a clear message, nothing overwritten.
+        let r = admin.submit(&app, &page, &format!("/admin/users/{}", w.engineer.id), &[("version", &version), ("action", "save"), ("name", "Старое имя"), ("role_engineer", "1")]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
+        assert!(html(&r).contains("Запись успела измениться"), "{}", html(&r));
+        assert_eq!(app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await.body["name"], "Пётр Клиентов");
+        // An administrator cannot lock themselves out; the refusal is in the user's words.
+        let me = admin.get(&app, &format!("/admin/users/{}", w.admin.id)).await;
+        let r = admin.submit(&app, &me, &format!("/admin/users/{}", w.admin.id), &[("version", &hidden(&me, "version")), ("action", "save"), ("name", "Админ"), ("role_engineer", "1")]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
+        assert!(html(&r).contains("Нельзя отключить себя"), "{}", html(&r));
+        // A director reads users but changes nothing: no forms.
+        let boss = app.user(&[Role::Director], None).await;
+        let mut director = Browser::default();
+        director.sign_in(&app, &boss.email).await;
+        let page = director.get(&app, &format!("/admin/users/{}", w.engineer.id)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!html(&page).contains("method=\"post\" action=\"/admin/users"), "{}", html(&page));
+        assert!(!html(&director.get(&app, "/admin/users").await).contains("action=\"/admin/users\""));
+        // Nobody else sees the pages at all.
+        let client = app.user(&[Role::Client], Some(w.customer)).await;
+        let mut c = Browser::default();
+        c.sign_in(&app, &client.email).await;
+        assert_eq!(c.get(&app, &format!("/admin/users/{}", w.admin.id)).await.status, StatusCode::NOT_FOUND);
+        assert!(!html(&c.get(&app, "/").await).contains("href=\"/admin/"), "no administration in the client's menu");
+    }
+
+    async fn the_audit_log_viewer_shows_who_did_what_and_verifies_the_chain(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let mut admin = Browser::default();
+        admin.sign_in(&app, &w.admin.email).await;
+        let page = admin.get(&app, "/admin/audit").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+        assert!(html(&page).contains("href=\"/admin/audit\" aria-current=\"page\""));
+        assert!(html(&page).contains(&format!("<a href=\"/customers/{}\">customer {}</a>", w.customer, w.customer)), "{}", html(&page));
+        let admin_name: String = sqlx::query_scalar(&format!("SELECT name FROM users WHERE id = {}", w.admin.id)).fetch_one(app.db.pool()).await.unwrap();
+        assert!(html(&page).contains(&format!("<td>{admin_name}</td>")), "entries name who did it");
+        // Filtered to one record.
+        let one = admin.get(&app, &format!("/admin/audit?entity=object&entity_id={}", w.object)).await;
+        assert!(html(&one).contains(&format!(">object {}</a>", w.object)));
+        assert!(!html(&one).contains(">customer "), "{}", html(&one));
+        // The chain is verified on demand.
+        let checked = admin.get(&app, "/admin/audit?verify=1").await;
+        assert!(html(&checked).contains("Цепочка цела: записей — "), "{}", html(&checked));
+        sqlx::query("UPDATE audit_log SET ip = '6.6.6.6' WHERE id = (SELECT MIN(id) FROM audit_log)").execute(app.db.pool()).await.unwrap();
+        let checked = admin.get(&app, "/admin/audit?verify=1").await;
+        assert!(html(&checked).contains("Цепочка нарушена"), "{}", html(&checked));
+        // Paging: the next page link keeps the filter.
+        let page = admin.get(&app, "/admin/audit?entity=customer").await;
+        assert_eq!(page.status, StatusCode::OK);
+        // Not for engineers or clients: the page does not exist for them, nor its menu item.
+        let mut eng = Browser::default();
+        eng.sign_in(&app, &w.engineer.email).await;
+        assert_eq!(eng.get(&app, "/admin/audit").await.status, StatusCode::NOT_FOUND);
+        assert!(!html(&eng.get(&app, "/").await).contains("/admin/audit"));
+    }
+
     async fn the_language_switch_is_remembered(app) {
         let w = app.world().await;
         let mut b = Browser::default();
@@ -248,6 +337,13 @@ both! {
         assert!(html(&page).contains("<h1>Requests</h1>"));
         let login = Browser { cookies: vec![("ferum_lang".into(), "en".into())] }.get(&app, "/login").await;
         assert!(html(&login).contains("<h1>Sign in to Ferum</h1>"));
+        // Before any choice, the browser's own preference counts; a choice outranks it.
+        let req = Request::get("/login").header("accept-language", "en-GB,en;q=0.9,ru;q=0.5").body(Body::empty()).unwrap();
+        assert!(html(&app.send(req).await).contains("<html lang=\"en\">"));
+        let req = Request::get("/login").header("accept-language", "en-GB,en;q=0.9").header("cookie", "ferum_lang=ru").body(Body::empty()).unwrap();
+        assert!(html(&app.send(req).await).contains("<html lang=\"ru\">"));
+        let req = Request::get("/login").header("accept-language", "de-DE").body(Body::empty()).unwrap();
+        assert!(html(&app.send(req).await).contains("<html lang=\"ru\">"), "Russian when neither is asked for");
         // Without the token the switch is refused.
         let r = b.post(&app, "/lang", &[("lang", "ru")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -312,6 +408,7 @@ both! {
         // A stale form (the version moved on) is refused and changes nothing.
         let r = admin.submit(&app, &page, &format!("/requests/{id}/assign"), &[("assigned_to", "0"), ("version", &hidden(&page, "version"))]).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
+        assert!(html(&r).contains("Запись успела измениться"), "{}", html(&r));
         let api = app.get(&format!("/api/v1/requests/{id}"), &w.admin).await;
         assert_eq!(api.body["assigned_to"], w.engineer.id);
         let mut eng = Browser::default();
@@ -337,7 +434,7 @@ both! {
         // A move the workflow refuses is explained on the page, and changes nothing.
         let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "closed")]).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
-        assert!(html(&r).contains("role=\"alert\""));
+        assert!(html(&r).contains("role=\"alert\">Такой переход невозможен. Доступные переходы: Выполнена."), "in the user's language, naming the moves: {}", html(&r));
         let api = app.get(&format!("/api/v1/requests/{id}"), &w.admin).await;
         assert_eq!(api.body["status"], "in_progress");
         // Without the token nothing moves.
@@ -411,6 +508,23 @@ both! {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
         assert!(html(&r).contains("role=\"alert\""));
         assert!(html(&r).contains("value=\"два\""));
+        assert!(html(&r).contains("name=\"quantity_0\" value=\"два\" inputmode=\"decimal\" data-quantity aria-invalid=\"true\" aria-describedby=\"q0-error\""), "{}", html(&r));
+        // Errors sit next to their own row: a blank first row is left out, so the store's
+        // first item is the form's second row, and the summary names that row.
+        let mut gap = vec![("version", version.clone()), ("work_date", "2026-03-02".to_owned()), ("action", "save".to_owned())];
+        for (k, v) in [("description_0", ""), ("quantity_0", ""), ("unit_0", ""), ("price_0", ""), ("description_1", "Проверка"), ("quantity_1", "0"), ("unit_1", "шт"), ("price_1", "100")] {
+            gap.push((k, v.to_owned()));
+        }
+        let r = eng.submit(&app, &editor, &act, &fields(&gap)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("name=\"quantity_1\" value=\"0\" inputmode=\"decimal\" data-quantity aria-invalid=\"true\" aria-describedby=\"q1-error\""), "{}", html(&r));
+        assert!(html(&r).contains("<span class=\"field-error\" id=\"q1-error\">"));
+        assert!(!html(&r).contains("q0-error") && !html(&r).contains("d1-error"), "only the wrong field is marked");
+        assert!(html(&r).contains("<li>Строка 2, Количество: "), "{}", html(&r));
+        let bad_date = vec![("version", version.clone()), ("work_date", "02.03.2026".to_owned()), ("description_0", "Замена".to_owned()), ("quantity_0", "1".to_owned()), ("unit_0", "шт".to_owned()), ("price_0", "1".to_owned()), ("action", "save".to_owned())];
+        let r = eng.submit(&app, &editor, &act, &fields(&bad_date)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(html(&r).contains("aria-describedby=\"work_date-error\""), "{}", html(&r));
         let good = row("2", "save");
         let r = eng.submit(&app, &editor, &act, &fields(&good)).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
@@ -466,8 +580,18 @@ both! {
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
         let code = app.totp(&secret);
         let done = b.submit(&app, &wrong, "/login/enrol", &[("mfa_token", &hidden(&wrong, "mfa_token")), ("code", &code), ("next", "/")]).await;
-        assert_eq!(done.status, StatusCode::OK, "{}", html(&done));
-        assert_eq!(html(&done).matches("<li><code>").count(), 10, "ten recovery codes, shown once");
+        // Post/redirect/get: the codes are shown by a page a reload cannot post again.
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", html(&done));
+        assert_eq!(location(&done), "/login/recovery?next=%2F");
+        assert!(b.cookie("ferum_codes").is_some_and(|c| c.starts_with("enc:")), "the codes travel sealed");
+        let shown = b.get(&app, "/login/recovery?next=%2F").await;
+        assert_eq!(shown.status, StatusCode::OK, "{}", html(&shown));
+        assert_eq!(html(&shown).matches("<li><code>").count(), 10, "ten recovery codes");
+        assert_eq!(shown.headers["cache-control"], "no-store");
+        assert!(html(&shown).contains("href=\"/\""));
+        let again = b.get(&app, "/login/recovery?next=%2F").await;
+        assert_eq!(html(&again).matches("<li><code>").count(), 0, "shown once: a reload shows none");
+        assert!(html(&again).contains("Резервные коды показываются один раз"));
         assert!(b.cookie("ferum_session").is_some());
         assert_eq!(b.get(&app, "/").await.status, StatusCode::OK);
 

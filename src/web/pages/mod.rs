@@ -24,6 +24,9 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+mod admin;
+mod catalog;
+
 /// The company's time zone when none is configured.
 pub const DEFAULT_TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
 
@@ -53,8 +56,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormFields {
     }
 }
 
-const CSS: &str = include_str!("../../assets/web/app.css");
-const JS: &str = include_str!("../../assets/web/app.js");
+const CSS: &str = include_str!("../../../assets/web/app.css");
+const JS: &str = include_str!("../../../assets/web/app.js");
 
 /// Asset paths carry a hash of their content, so browsers may keep them for a year.
 struct Assets {
@@ -97,8 +100,12 @@ pub struct Layout {
     pub t: Tr,
     pub csrf: String,
     pub user_name: Option<String>,
-    /// Administrators see the user administration in the menu.
-    pub admin: bool,
+    /// Those who may read users see the user administration in the menu.
+    pub users_link: bool,
+    /// Those who may read the audit log see it in the menu.
+    pub audit_link: bool,
+    /// Those who may open requests see the way to the new-request form.
+    pub may_open_requests: bool,
     pub section: &'static str,
     pub path: String,
     pub other_lang: &'static str,
@@ -120,7 +127,9 @@ impl Layout {
             t,
             csrf,
             user_name,
-            admin: false,
+            users_link: false,
+            audit_link: false,
+            may_open_requests: false,
             section,
             path: path.to_owned(),
             other_lang: t.lang.other().code(),
@@ -131,13 +140,19 @@ impl Layout {
     }
 
     fn signed_in(v: &Viewer, section: &'static str, path: &str) -> Layout {
-        Layout::new(
-            v.tr,
-            v.csrf.clone(),
-            Some(v.user.name.clone()),
-            section,
-            path,
-        )
+        use crate::domain::access::{Action, Resource, can, may_read_audit};
+        Layout {
+            users_link: can(&v.ctx.actor, Resource::Users, Action::Read),
+            audit_link: may_read_audit(&v.ctx.actor),
+            may_open_requests: can(&v.ctx.actor, Resource::Requests, Action::Create),
+            ..Layout::new(
+                v.tr,
+                v.csrf.clone(),
+                Some(v.user.name.clone()),
+                section,
+                path,
+            )
+        }
     }
 }
 
@@ -290,6 +305,47 @@ struct RecoveryPage {
     l: Layout,
     codes: Vec<String>,
     next: String,
+}
+
+/// The cookie carrying freshly made recovery codes to the page that shows them.
+const CODES_COOKIE: &str = "ferum_codes";
+
+fn recovery_aad(user: UserId) -> String {
+    format!("web.recovery_codes:{}", user.0)
+}
+
+/// The recovery codes made at enrolment, shown once: the cookie that brought them is
+/// cleared, and the page is not kept by the browser's cache.
+async fn recovery_page(
+    State(s): State<AppState>,
+    Extension(flags): Extension<PageFlags>,
+    v: Viewer,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let codes: Vec<String> = match (cookie(&headers, CODES_COOKIE), s.db.keys()) {
+        (Some(sealed), Ok(keys)) => keys
+            .decrypt(&recovery_aad(UserId(v.user.id)), sealed)
+            .map(|plain| plain.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let page = RecoveryPage {
+        l: Layout::signed_in(&v, "", "/login/recovery"),
+        codes,
+        next: safe_next(q.get("next")),
+    };
+    let mut r = render(&page);
+    let h = r.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(CODES_COOKIE, "", Some(0), flags.https),
+    );
+    r
 }
 
 /// Signs the browser in: a session, its cookie, and on to `next`.
@@ -523,26 +579,31 @@ async fn login_enrol(
     };
     match auth_api::finish_enrolment(&s, &ip, user, field("code").trim()).await {
         Ok(codes) => {
-            let signed = match sign_in(&s, flags, user, &ip, "login_mfa", &next).await {
+            let keys = match s.db.keys() {
+                Ok(k) => k,
+                Err(e) => return page_error(t, e),
+            };
+            let next_q: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            let mut r = match sign_in(
+                &s,
+                flags,
+                user,
+                &ip,
+                "login_mfa",
+                &format!("/login/recovery?next={next_q}"),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => return page_error(t, e),
             };
-            // Show the codes once, with the session cookie already set.
-            let cookies: Vec<_> = signed
-                .headers()
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .cloned()
-                .collect();
-            let page = RecoveryPage {
-                l: Layout::new(t, token, None, "login", "/login"),
-                codes,
-                next,
-            };
-            let mut r = render(&page);
-            for c in cookies {
-                r.headers_mut().append(header::SET_COOKIE, c);
-            }
+            // The codes go to the page that shows them once, by post/redirect/get: sealed
+            // for this user in a short-lived cookie the page reads and clears.
+            let sealed = keys.encrypt(&recovery_aad(user), &codes.join(" "));
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(CODES_COOKIE, &sealed, Some(600), flags.https),
+            );
             r
         }
         Err(Error::Unauthorized(_)) => {
@@ -990,11 +1051,25 @@ async fn request_move(
     after_change(&s, &v, id, result.map(|_| ())).await
 }
 
+/// A site in the new-request form, with what choosing it fills in.
+pub struct ObjectChoice {
+    pub id: i64,
+    pub label: String,
+    pub customer_id: i64,
+    /// The active project containing the site, which a request on it belongs to.
+    pub project: String,
+}
+
 #[derive(Template)]
 #[template(path = "request_new.html")]
 struct NewRequestPage {
     l: Layout,
-    objects: Vec<(i64, String)>,
+    /// The customers to choose from; empty for a client, who has only their own.
+    customers: Vec<(i64, String)>,
+    customer_id: String,
+    objects: Vec<ObjectChoice>,
+    /// More sites exist than the list holds: choosing the customer first narrows it.
+    truncated: bool,
     types: Vec<(&'static str, &'static str)>,
     kind: RequestType,
     object_id: String,
@@ -1007,50 +1082,98 @@ impl NewRequestPage {
     fn error_for(&self, field: &str) -> Option<&'static str> {
         self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
     }
+
+    /// The project the chosen site fills in, as the page first shows it.
+    fn chosen_project(&self) -> &str {
+        self.objects
+            .iter()
+            .find(|o| o.id.to_string() == self.object_id)
+            .map_or("", |o| o.project.as_str())
+    }
 }
 
-/// The form to open a request on one of the sites this user may see.
+/// The form to open a request on one of the sites this user may see. Staff choose the
+/// customer first, which narrows the sites; the site fills in the project.
 async fn new_request_page(
     s: &AppState,
     v: &Viewer,
     form: &HashMap<String, String>,
     errors: Vec<(String, &'static str)>,
 ) -> Response {
+    use crate::store::{customers, objects, projects};
     let t = v.tr;
-    let filter = crate::store::objects::Filter {
+    let all = || Page {
+        limit: Page::MAX,
+        after: None,
+    };
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let customer = field("customer_id").parse::<i64>().ok().filter(|c| *c > 0);
+    let is_client = v
+        .ctx
+        .actor
+        .roles
+        .contains(&crate::domain::access::Role::Client);
+    let customers = if is_client {
+        Vec::new()
+    } else {
+        match customers::list(&s.db, &v.ctx, &customers::Filter::default(), all()).await {
+            Ok((list, _)) => {
+                let mut c: Vec<(i64, String)> =
+                    list.into_iter().map(|c| (c.id.0, c.name)).collect();
+                c.sort_by(|a, b| a.1.cmp(&b.1));
+                c
+            }
+            Err(e) => return page_error(t, e),
+        }
+    };
+    let filter = objects::Filter {
         archived: Some(false),
+        customer,
         ..Default::default()
     };
-    let objects = match crate::store::objects::list(
-        &s.db,
-        &v.ctx,
-        &filter,
-        Page {
-            limit: Page::MAX,
-            after: None,
-        },
-    )
-    .await
-    {
-        Ok((list, _)) => list,
+    let (list, more) = match objects::list(&s.db, &v.ctx, &filter, all()).await {
+        Ok(x) => x,
         Err(e) => return page_error(t, e),
     };
-    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
-    let mut objects: Vec<(i64, String)> = objects
+    // The active project of each site, from one list of active projects.
+    let active = projects::Filter {
+        status: Some("active".to_owned()),
+        customer,
+        ..Default::default()
+    };
+    let project_of: HashMap<i64, String> = match projects::list(&s.db, &v.ctx, &active, all()).await
+    {
+        Ok((list, _)) => list
+            .into_iter()
+            .flat_map(|p| {
+                let name = p.name;
+                p.objects
+                    .into_iter()
+                    .map(move |o| (o.object_id.0, name.clone()))
+            })
+            .collect(),
+        Err(e) => return page_error(t, e),
+    };
+    let mut objects: Vec<ObjectChoice> = list
         .into_iter()
-        .map(|o| {
-            let label = if o.address.is_empty() {
+        .map(|o| ObjectChoice {
+            id: o.id.0,
+            label: if o.address.is_empty() {
                 o.name
             } else {
                 format!("{} — {}", o.name, o.address)
-            };
-            (o.id.0, label)
+            },
+            customer_id: o.customer_id.0,
+            project: project_of.get(&o.id.0).cloned().unwrap_or_default(),
         })
         .collect();
-    objects.sort_by(|a, b| a.1.cmp(&b.1));
+    objects.sort_by(|a, b| a.label.cmp(&b.label));
     let page = NewRequestPage {
         l: Layout::signed_in(v, "requests", "/requests/new"),
+        customers,
+        customer_id: customer.map_or_else(String::new, |c| c.to_string()),
         objects,
+        truncated: more.is_some(),
         types: RequestType::ALL
             .iter()
             .map(|k| (k.as_str(), type_label(t, *k)))
@@ -1060,8 +1183,8 @@ async fn new_request_page(
             .and_then(|k| RequestType::parse(k))
             .unwrap_or(RequestType::Maintenance),
         object_id: field("object_id"),
-        subject: field("subject"),
-        description: field("description"),
+        subject: form.get("subject").cloned().unwrap_or_default(),
+        description: form.get("description").cloned().unwrap_or_default(),
         errors,
     };
     let status = if page.errors.is_empty() {
@@ -1072,8 +1195,12 @@ async fn new_request_page(
     (status, render(&page)).into_response()
 }
 
-async fn new_request_form(State(s): State<AppState>, v: Viewer) -> Response {
-    new_request_page(&s, &v, &HashMap::new(), Vec::new()).await
+async fn new_request_form(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    new_request_page(&s, &v, &q, Vec::new()).await
 }
 
 async fn create_request(
@@ -1099,7 +1226,12 @@ async fn create_request(
             .unwrap_or(RequestType::Maintenance),
         subject: f.get("subject").cloned().unwrap_or_default(),
         description: f.get("description").cloned().unwrap_or_default(),
-        customer_id: None,
+        // A customer chosen on the form must be the site's; the store refuses a mismatch.
+        customer_id: f
+            .get("customer_id")
+            .and_then(|c| c.trim().parse::<i64>().ok())
+            .filter(|c| *c > 0)
+            .map(crate::domain::ids::CustomerId),
         project_id: None,
         object_id: Some(crate::domain::ids::ObjectId(object)),
         assigned_to: None,
@@ -1117,18 +1249,86 @@ async fn create_request(
     match requests::create(&s.db, &v.ctx, &s.sla, input).await {
         Ok(r) => Redirect::to(&format!("/requests/{}", r.id.0)).into_response(),
         Err(Error::Validation(fields)) => {
-            let errors = fields
-                .iter()
-                .map(|fe| {
-                    let msg = t
-                        .get(&format!("field.{}", fe.code))
-                        .unwrap_or_else(|| t.t("field.invalid"));
-                    (fe.field.clone(), msg)
-                })
-                .collect();
-            new_request_page(&s, &v, &f, errors).await
+            new_request_page(&s, &v, &f, field_errors(t, &fields)).await
         }
         Err(e) => page_error(t, e),
+    }
+}
+
+/// Field errors as a form shows them: (field, message) with the catalog's words.
+fn field_errors(t: Tr, fields: &[crate::error::FieldError]) -> Vec<(String, &'static str)> {
+    fields
+        .iter()
+        .map(|fe| {
+            let msg = t
+                .get(&format!("field.{}", fe.code))
+                .unwrap_or_else(|| t.t("field.invalid"));
+            (fe.field.clone(), msg)
+        })
+        .collect()
+}
+
+/// A refusal in one line, in the user's language: each field and what is wrong with it, a
+/// conflict by its code (with the moves still allowed, for a refused move), a stale version.
+fn problem_text(t: Tr, e: &Error) -> String {
+    match e {
+        Error::Validation(fields) => field_errors(t, fields)
+            .into_iter()
+            .map(|(field, msg)| format!("{field}: {msg}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Error::Conflict {
+            code,
+            message,
+            allowed,
+            ..
+        } => {
+            let text = t
+                .get(&format!("conflict.{code}"))
+                .map_or_else(|| message.clone(), str::to_owned);
+            match allowed {
+                Some(moves) if moves.is_empty() => format!("{text} {}", t.t("conflict.no_moves")),
+                Some(moves) => {
+                    let names: Vec<&str> = moves
+                        .iter()
+                        .filter_map(|m| Status::parse(m))
+                        .map(|st| status_label(t, st))
+                        .collect();
+                    format!("{text} {}: {}.", t.t("conflict.allowed"), names.join(", "))
+                }
+                None => text,
+            }
+        }
+        Error::Stale { .. } => t.t("form.stale").to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The status of a page that shows a refusal: 422 for broken rules, 403 for a move this
+/// user may not make, 409 for a conflict with the data (a stale version among them).
+fn refusal_status(e: &Error) -> StatusCode {
+    match e {
+        Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+/// A refusal placed on a form: messages by field (a rule broken, or a conflict such as a
+/// taken e-mail that names its field), and what belongs to no field.
+fn form_problems(t: Tr, e: &Error) -> (Vec<(String, &'static str)>, Option<String>) {
+    match e {
+        Error::Validation(fields) => (field_errors(t, fields), None),
+        Error::Conflict {
+            code,
+            fields,
+            allowed: None,
+            ..
+        } if !fields.is_empty() => match t.get(&format!("conflict.{code}")) {
+            Some(msg) => (fields.iter().map(|f| (f.clone(), msg)).collect(), None),
+            None => (Vec::new(), Some(problem_text(t, e))),
+        },
+        other => (Vec::new(), Some(problem_text(t, other))),
     }
 }
 
@@ -1227,22 +1427,8 @@ async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Erro
         Err(Error::NotFound) => not_found(v.tr),
         Err(Error::Internal(e)) => page_error(v.tr, Error::Internal(e)),
         Err(e) => {
-            let status = match &e {
-                Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::Forbidden(_) => StatusCode::FORBIDDEN,
-                _ => StatusCode::CONFLICT,
-            };
-            let message = match &e {
-                Error::Validation(fields) => fields
-                    .iter()
-                    .map(|fe| {
-                        v.tr.get(&format!("field.{}", fe.code))
-                            .unwrap_or_else(|| v.tr.t("field.invalid"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                other => other.to_string(),
-            };
+            let status = refusal_status(&e);
+            let message = problem_text(v.tr, &e);
             let mut r = request_page_for(s, v, id, Some(message)).await;
             *r.status_mut() = status;
             r
@@ -1302,10 +1488,34 @@ struct ReportPage {
     version: i64,
     work_date: String,
     work_date_label: String,
-    /// description, quantity, unit, price, amount (formatted).
     rows: Vec<ShownRow>,
     total: String,
-    errors: Vec<String>,
+    errors: EditorErrors,
+}
+
+/// What is wrong with a posted act: a summary naming rows and columns, and the message of
+/// each form field (`quantity_2`, `work_date`) to show next to it.
+#[derive(Default)]
+struct EditorErrors {
+    summary: Vec<String>,
+    fields: Vec<(String, &'static str)>,
+}
+
+impl EditorErrors {
+    fn general(message: String) -> EditorErrors {
+        EditorErrors {
+            summary: vec![message],
+            fields: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.summary.is_empty() && self.fields.is_empty()
+    }
+
+    fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.fields.iter().find(|(f, _)| f == field).map(|e| e.1)
+    }
 }
 
 fn money_text(t: Tr, decimal: &str) -> String {
@@ -1317,8 +1527,59 @@ fn money_text(t: Tr, decimal: &str) -> String {
 /// One row of the act editor as typed: description, quantity, unit, price.
 type PostedRow = (String, String, String, String);
 
-/// A row as the editor shows it: the typed fields and the amount.
-type ShownRow = (String, String, String, String, String);
+/// A row as the editor shows it: the typed fields, the amount and the row's field errors.
+#[derive(Default)]
+struct ShownRow {
+    description: String,
+    quantity: String,
+    unit: String,
+    price: String,
+    amount: String,
+    /// Messages for description, quantity, unit and price.
+    errors: [Option<&'static str>; 4],
+}
+
+/// The editor's columns as its form fields name them (`quantity_2`), in order.
+const EDITOR_COLUMNS: [&str; 4] = ["description", "quantity", "unit", "price"];
+
+/// The store's refusal of an act, placed on the form: `items[i].unit_price` of the i-th kept
+/// row becomes the message of `price_N` for that row N, and the summary names row and column.
+fn editor_errors(t: Tr, fields: &[crate::error::FieldError], kept: &[usize]) -> EditorErrors {
+    let mut out = EditorErrors::default();
+    for (field, msg) in field_errors(t, fields) {
+        let place = field.strip_prefix("items[").and_then(|rest| {
+            let (i, name) = rest.split_once("].")?;
+            let row = *kept.get(i.parse::<usize>().ok()?)?;
+            let column = match name {
+                "unit_price" => 3,
+                other => EDITOR_COLUMNS.iter().position(|c| *c == other)?,
+            };
+            Some((row, column))
+        });
+        match place {
+            Some((row, column)) => {
+                let label = match column {
+                    0 => t.t("report.item.description"),
+                    1 => t.t("report.item.quantity"),
+                    2 => t.t("report.item.unit"),
+                    _ => t.t("report.item.price"),
+                };
+                out.summary
+                    .push(format!("{}, {}: {msg}", t.t1("report.row", row + 1), label));
+                out.fields
+                    .push((format!("{}_{row}", EDITOR_COLUMNS[column]), msg));
+            }
+            None if field == "work_date" => {
+                out.summary
+                    .push(format!("{}: {msg}", t.t("report.work_date")));
+                out.fields.push((field, msg));
+            }
+            None if field == "items" => out.summary.push(format!("{}: {msg}", t.t("report.items"))),
+            None => out.summary.push(format!("{field}: {msg}")),
+        }
+    }
+    out
+}
 
 /// Rows of the act editor as posted: `description_N`, `quantity_N`, `unit_N`, `price_N`.
 fn posted_rows(f: &HashMap<String, String>) -> Vec<PostedRow> {
@@ -1356,8 +1617,14 @@ fn amounts(t: Tr, rows: Vec<PostedRow>) -> (Vec<ShownRow>, String) {
                 (Some(sum), Some(a)) => Some(Money(sum.0 + a.0)),
                 _ => None,
             };
-            let shown = amount.map_or_else(|| "—".to_owned(), |a| a.display(russian));
-            (d, q, u, p, shown)
+            ShownRow {
+                description: d,
+                quantity: q,
+                unit: u,
+                price: p,
+                amount: amount.map_or_else(|| "—".to_owned(), |a| a.display(russian)),
+                errors: [None; 4],
+            }
         })
         .collect();
     (
@@ -1371,7 +1638,7 @@ async fn report_view(
     v: &Viewer,
     id: i64,
     edited: Option<(Vec<PostedRow>, String)>,
-    errors: Vec<String>,
+    errors: EditorErrors,
 ) -> Response {
     use crate::domain::access::{Action, Resource, can};
     use crate::domain::report::ReportStatus;
@@ -1413,13 +1680,14 @@ async fn report_view(
                     } else {
                         money_text(t, &i.unit_price)
                     };
-                    (
-                        i.description.clone(),
-                        typed(&i.quantity),
-                        i.unit.clone(),
+                    ShownRow {
+                        description: i.description.clone(),
+                        quantity: typed(&i.quantity),
+                        unit: i.unit.clone(),
                         price,
-                        money_text(t, &i.amount),
-                    )
+                        amount: money_text(t, &i.amount),
+                        errors: [None; 4],
+                    }
                 })
                 .collect();
             if editable && rows.is_empty() {
@@ -1428,6 +1696,12 @@ async fn report_view(
             (rows, r.work_date.to_string())
         }
     };
+    let mut rows = rows;
+    for (n, row) in rows.iter_mut().enumerate() {
+        for (k, column) in EDITOR_COLUMNS.iter().enumerate() {
+            row.errors[k] = errors.error_for(&format!("{column}_{n}"));
+        }
+    }
     let page = ReportPage {
         l: Layout::signed_in(v, "requests", &format!("/reports/{id}")),
         id,
@@ -1453,7 +1727,7 @@ async fn report_view(
 
 async fn report_page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
     match id.parse::<i64>() {
-        Ok(id) if id > 0 => report_view(&s, &v, id, None, Vec::new()).await,
+        Ok(id) if id > 0 => report_view(&s, &v, id, None, EditorErrors::default()).await,
         _ => not_found(v.tr),
     }
 }
@@ -1512,7 +1786,7 @@ async fn report_edit(
     // Adding or removing a row only redraws the form: nothing is saved yet.
     if action == "add" {
         rows.push(Default::default());
-        return report_view(&s, &v, id, Some((rows, work_date)), Vec::new()).await;
+        return report_view(&s, &v, id, Some((rows, work_date)), EditorErrors::default()).await;
     }
     if let Some(n) = action
         .strip_prefix("remove_")
@@ -1521,16 +1795,23 @@ async fn report_edit(
         if n < rows.len() {
             rows.remove(n);
         }
-        return report_view(&s, &v, id, Some((rows, work_date)), Vec::new()).await;
+        return report_view(&s, &v, id, Some((rows, work_date)), EditorErrors::default()).await;
     }
-    let items: Vec<reports::NewWorkItem> = rows
+    // Blank rows are left out; `kept` maps an item back to its row of the form.
+    let kept: Vec<usize> = rows
         .iter()
-        .filter(|(d, q, u, p)| {
+        .enumerate()
+        .filter(|(_, (d, q, u, p))| {
             !(d.trim().is_empty()
                 && q.trim().is_empty()
                 && u.trim().is_empty()
                 && p.trim().is_empty())
         })
+        .map(|(n, _)| n)
+        .collect();
+    let items: Vec<reports::NewWorkItem> = kept
+        .iter()
+        .map(|n| &rows[*n])
         .map(|(d, q, u, p)| reports::NewWorkItem {
             description: d.clone(),
             quantity: q.trim().replace(',', "."),
@@ -1544,8 +1825,15 @@ async fn report_edit(
     let date = match chrono::NaiveDate::parse_from_str(work_date.trim(), "%Y-%m-%d") {
         Ok(d) => d,
         Err(_) => {
-            let msg = format!("{}: {}", t.t("report.work_date"), t.t("field.invalid"));
-            return report_view(&s, &v, id, Some((rows, work_date)), vec![msg]).await;
+            let errors = EditorErrors {
+                summary: vec![format!(
+                    "{}: {}",
+                    t.t("report.work_date"),
+                    t.t("field.invalid")
+                )],
+                fields: vec![("work_date".to_owned(), t.t("field.invalid"))],
+            };
+            return report_view(&s, &v, id, Some((rows, work_date)), errors).await;
         }
     };
     let version = f
@@ -1581,26 +1869,13 @@ async fn report_edit(
         Err(Error::NotFound) => not_found(t),
         Err(Error::Internal(e)) => page_error(t, Error::Internal(e)),
         Err(Error::Validation(fields)) => {
-            let messages = fields
-                .iter()
-                .map(|fe| {
-                    let row = fe
-                        .field
-                        .strip_prefix("items[")
-                        .and_then(|x| x.split(']').next())
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .map(|n| format!("{} {}: ", t.t("report.item.description"), n + 1))
-                        .unwrap_or_default();
-                    format!(
-                        "{row}{}",
-                        t.get(&format!("field.{}", fe.code))
-                            .unwrap_or_else(|| t.t("field.invalid"))
-                    )
-                })
-                .collect();
-            report_view(&s, &v, id, Some((rows, work_date)), messages).await
+            let errors = editor_errors(t, &fields, &kept);
+            report_view(&s, &v, id, Some((rows, work_date)), errors).await
         }
-        Err(e) => report_view(&s, &v, id, Some((rows, work_date)), vec![e.to_string()]).await,
+        Err(e) => {
+            let errors = EditorErrors::general(problem_text(t, &e));
+            report_view(&s, &v, id, Some((rows, work_date)), errors).await
+        }
     }
 }
 
@@ -1659,199 +1934,6 @@ async fn password_change(
     }
 }
 
-// ------------------------------------------------------------------ administration
-
-/// A user as a row of the administration list.
-pub struct UserRowView {
-    pub id: i64,
-    pub name: String,
-    pub email: String,
-    pub roles: String,
-    pub enabled: bool,
-    pub version: i64,
-}
-
-#[derive(Template)]
-#[template(path = "users.html")]
-struct UsersPage {
-    l: Layout,
-    users: Vec<UserRowView>,
-    roles: Vec<(&'static str, &'static str)>,
-    notice: Option<&'static str>,
-    error: Option<String>,
-    form_email: String,
-    form_name: String,
-    form_customer: String,
-}
-
-async fn users_view(
-    s: &AppState,
-    v: &Viewer,
-    notice: Option<&'static str>,
-    error: Option<String>,
-    form: &HashMap<String, String>,
-) -> Response {
-    use crate::domain::access::Role;
-    let t = v.tr;
-    let first = Page {
-        limit: Page::MAX,
-        after: None,
-    };
-    let list = match users::list(&s.db, &v.ctx, None, None, first).await {
-        Ok((list, _)) => list,
-        Err(e) => return page_error(t, e),
-    };
-    let role_label = |r: &Role| t.t(&format!("role.{}", r.as_str()));
-    let page = UsersPage {
-        l: Layout::signed_in(v, "users", "/admin/users"),
-        users: list
-            .iter()
-            .map(|u| UserRowView {
-                id: u.id.0,
-                name: u.name.clone(),
-                email: u.email.clone(),
-                roles: u
-                    .roles
-                    .iter()
-                    .map(role_label)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                enabled: u.enabled,
-                version: u.version,
-            })
-            .collect(),
-        roles: Role::ALL
-            .iter()
-            .map(|r| (r.as_str(), role_label(r)))
-            .collect(),
-        notice,
-        error: error.clone(),
-        form_email: form.get("email").cloned().unwrap_or_default(),
-        form_name: form.get("name").cloned().unwrap_or_default(),
-        form_customer: form.get("customer_id").cloned().unwrap_or_default(),
-    };
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    (status, render(&page)).into_response()
-}
-
-fn problem_text(t: Tr, e: &Error) -> String {
-    match e {
-        Error::Validation(fields) => fields
-            .iter()
-            .map(|fe| {
-                format!(
-                    "{}: {}",
-                    fe.field,
-                    t.get(&format!("field.{}", fe.code))
-                        .unwrap_or_else(|| t.t("field.invalid"))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
-async fn users_page(
-    State(s): State<AppState>,
-    v: Viewer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let notice = match q.get("done").map(String::as_str) {
-        Some("created") => Some(v.tr.t("users.created")),
-        Some("changed") => Some(v.tr.t("users.changed")),
-        Some("mfa") => Some(v.tr.t("users.mfa_reset")),
-        _ => None,
-    };
-    users_view(&s, &v, notice, None, &HashMap::new()).await
-}
-
-async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFields) -> Response {
-    use crate::domain::access::Role;
-    let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
-    let input = users::NewUser {
-        email: f.get("email").cloned().unwrap_or_default(),
-        name: f.get("name").cloned().unwrap_or_default(),
-        phone: String::new(),
-        roles: Role::ALL
-            .iter()
-            .copied()
-            .filter(|r| f.contains_key(&format!("role_{}", r.as_str())))
-            .collect(),
-        customer_id: f
-            .get("customer_id")
-            .and_then(|c| c.trim().parse::<i64>().ok())
-            .map(crate::domain::ids::CustomerId),
-        password: f.get("password").cloned().unwrap_or_default(),
-    };
-    match users::create(&s.db, &v.ctx, input).await {
-        Ok(_) => Redirect::to("/admin/users?done=created").into_response(),
-        Err(e @ (Error::Validation(_) | Error::Conflict { .. })) => {
-            users_view(&s, &v, None, Some(problem_text(t, &e)), &f).await
-        }
-        Err(e) => page_error(t, e),
-    }
-}
-
-async fn user_change(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
-    let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => UserId(id),
-        Err(r) => return r.page(t),
-    };
-    let version = f
-        .get("version")
-        .and_then(|x| x.parse::<i64>().ok())
-        .unwrap_or(0);
-    let result = match f.get("action").map(String::as_str) {
-        Some("reset_mfa") => users::reset_second_factor(&s.db, &v.ctx, id)
-            .await
-            .map(|()| "mfa"),
-        Some(a @ ("enable" | "disable")) => {
-            let patch = users::UserPatch {
-                enabled: Some(a == "enable"),
-                ..Default::default()
-            };
-            users::update(
-                &s.db,
-                &v.ctx,
-                id,
-                crate::store::Expected::Body(version),
-                patch,
-            )
-            .await
-            .map(|_| "changed")
-        }
-        _ => {
-            return users_view(
-                &s,
-                &v,
-                None,
-                Some(t.t("field.invalid").to_owned()),
-                &HashMap::new(),
-            )
-            .await;
-        }
-    };
-    match result {
-        Ok(done) => Redirect::to(&format!("/admin/users?done={done}")).into_response(),
-        Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
-        Err(e) => users_view(&s, &v, None, Some(problem_text(t, &e)), &HashMap::new()).await,
-    }
-}
-
 #[derive(Template)]
 #[template(path = "reports.html")]
 struct ReportsPage {
@@ -1905,10 +1987,9 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(login_form).post(login))
         .route("/login/2fa", post(login_code))
         .route("/login/enrol", post(login_enrol))
+        .route("/login/recovery", get(recovery_page))
         .route("/logout", post(logout))
         .route("/password", get(password_form).post(password_change))
-        .route("/admin/users", get(users_page).post(user_create))
-        .route("/admin/users/{id}", post(user_change))
         .route("/lang", post(switch_lang))
         .route("/requests", get(request_list))
         .route("/requests/new", get(new_request_form).post(create_request))
@@ -1921,4 +2002,6 @@ pub fn routes() -> Router<AppState> {
         .route("/reports", get(report_list))
         .route("/reports/{id}", get(report_page).post(report_edit))
         .route("/assets/{name}", get(asset))
+        .merge(admin::routes())
+        .merge(catalog::routes())
 }

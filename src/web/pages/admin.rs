@@ -1,0 +1,519 @@
+//! Administration: users (create; name, phone, roles and customer; disable and enable; reset
+//! the second factor) and the audit-log viewer. Reading follows the access matrix; the store
+//! refuses what a role may not change.
+
+use super::*;
+use crate::domain::access::{Action, Resource, Role, can, may_read_audit};
+use crate::domain::ids::CustomerId;
+use crate::store::{audit, customers};
+
+/// A user as a row of the administration list.
+pub struct UserRowView {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub roles: String,
+    pub customer: String,
+    pub enabled: bool,
+    pub version: i64,
+}
+
+/// What a user form shows: the values typed (or stored) and the errors by field.
+pub struct UserForm {
+    pub values: HashMap<String, String>,
+    pub errors: Vec<(String, &'static str)>,
+}
+
+impl UserForm {
+    fn blank() -> UserForm {
+        UserForm {
+            values: HashMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn value(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
+
+    pub fn has_role(&self, code: &str) -> bool {
+        self.values.contains_key(&format!("role_{code}"))
+    }
+
+    pub fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    l: Layout,
+    users: Vec<UserRowView>,
+    roles: Vec<(&'static str, &'static str)>,
+    customers: Vec<(i64, String)>,
+    may_edit: bool,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    form: UserForm,
+}
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    l: Layout,
+    id: i64,
+    email: String,
+    enabled: bool,
+    version: i64,
+    roles: Vec<(&'static str, &'static str)>,
+    customers: Vec<(i64, String)>,
+    may_edit: bool,
+    audit_link: bool,
+    notice: Option<&'static str>,
+    /// A refusal that belongs to no field (a stale version, say).
+    error: Option<String>,
+    form: UserForm,
+}
+
+fn role_choices(t: Tr) -> Vec<(&'static str, &'static str)> {
+    Role::ALL
+        .iter()
+        .map(|r| (r.as_str(), t.t(&format!("role.{}", r.as_str()))))
+        .collect()
+}
+
+/// The customers a client account may be linked to, by name.
+async fn customer_choices(s: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Error> {
+    let (list, _) = customers::list(
+        &s.db,
+        &v.ctx,
+        &customers::Filter::default(),
+        Page {
+            limit: Page::MAX,
+            after: None,
+        },
+    )
+    .await?;
+    let mut all: Vec<(i64, String)> = list.into_iter().map(|c| (c.id.0, c.name)).collect();
+    all.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(all)
+}
+
+fn notice_of(t: Tr, q: &HashMap<String, String>) -> Option<&'static str> {
+    match q.get("done").map(String::as_str) {
+        Some("created") => Some(t.t("users.created")),
+        Some("changed") => Some(t.t("users.changed")),
+        Some("mfa") => Some(t.t("users.mfa_reset")),
+        _ => None,
+    }
+}
+
+fn with_status(page: Response, errors: bool) -> Response {
+    let status = if errors {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, page).into_response()
+}
+
+async fn users_view(
+    s: &AppState,
+    v: &Viewer,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    form: UserForm,
+) -> Response {
+    let t = v.tr;
+    let first = Page {
+        limit: Page::MAX,
+        after: None,
+    };
+    let list = match users::list(&s.db, &v.ctx, None, None, first).await {
+        Ok((list, _)) => list,
+        Err(e) => return page_error(t, e),
+    };
+    let customers = match customer_choices(s, v).await {
+        Ok(c) => c,
+        Err(e) => return page_error(t, e),
+    };
+    let customer_name = |id: Option<CustomerId>| {
+        id.and_then(|id| customers.iter().find(|c| c.0 == id.0))
+            .map_or_else(String::new, |c| c.1.clone())
+    };
+    let failed = !form.errors.is_empty() || error.is_some();
+    let page = UsersPage {
+        l: Layout::signed_in(v, "users", "/admin/users"),
+        users: list
+            .iter()
+            .map(|u| UserRowView {
+                id: u.id.0,
+                name: u.name.clone(),
+                email: u.email.clone(),
+                roles: u
+                    .roles
+                    .iter()
+                    .map(|r| t.t(&format!("role.{}", r.as_str())))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                customer: customer_name(u.customer_id),
+                enabled: u.enabled,
+                version: u.version,
+            })
+            .collect(),
+        roles: role_choices(t),
+        customers: customers.clone(),
+        may_edit: can(&v.ctx.actor, Resource::Users, Action::Update),
+        notice,
+        error,
+        form,
+    };
+    with_status(render(&page), failed)
+}
+
+async fn users_page(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    users_view(&s, &v, notice_of(v.tr, &q), None, UserForm::blank()).await
+}
+
+fn posted_roles(f: &HashMap<String, String>) -> Vec<Role> {
+    Role::ALL
+        .iter()
+        .copied()
+        .filter(|r| f.contains_key(&format!("role_{}", r.as_str())))
+        .collect()
+}
+
+/// The customer chosen in a user form: none, or a customer id.
+fn posted_customer(f: &HashMap<String, String>) -> Result<Option<CustomerId>, Error> {
+    match f.get("customer_id").map_or("", |c| c.trim()) {
+        "" | "0" => Ok(None),
+        c => c
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(|id| Some(CustomerId(id)))
+            .ok_or_else(|| Error::field("customer_id", "invalid", "not a customer id")),
+    }
+}
+
+async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFields) -> Response {
+    let t = v.tr;
+    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+        return forbidden(t);
+    }
+    let customer_id = match posted_customer(&f) {
+        Ok(c) => c,
+        Err(e) => {
+            let (errors, _) = form_problems(t, &e);
+            return users_view(&s, &v, None, None, UserForm { values: f, errors }).await;
+        }
+    };
+    let input = users::NewUser {
+        email: f.get("email").cloned().unwrap_or_default(),
+        name: f.get("name").cloned().unwrap_or_default(),
+        phone: f.get("phone").cloned().unwrap_or_default(),
+        roles: posted_roles(&f),
+        customer_id,
+        password: f.get("password").cloned().unwrap_or_default(),
+    };
+    match users::create(&s.db, &v.ctx, input).await {
+        Ok(u) => Redirect::to(&format!("/admin/users/{}?done=created", u.id.0)).into_response(),
+        Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
+        Err(e) => {
+            let (errors, other) = form_problems(t, &e);
+            let mut r = users_view(&s, &v, None, other, UserForm { values: f, errors }).await;
+            *r.status_mut() = refusal_status(&e);
+            r
+        }
+    }
+}
+
+/// One user's page: the edit form for administrators, read-only for other readers.
+async fn user_view(
+    s: &AppState,
+    v: &Viewer,
+    id: UserId,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    posted: Option<UserForm>,
+) -> Response {
+    let t = v.tr;
+    let u = match users::get(&s.db, &v.ctx, id).await {
+        Ok(u) => u,
+        Err(e) => return page_error(t, e),
+    };
+    let customers = match customer_choices(s, v).await {
+        Ok(c) => c,
+        Err(e) => return page_error(t, e),
+    };
+    let form = posted.unwrap_or_else(|| {
+        let mut values = HashMap::from([
+            ("name".to_owned(), u.name.clone()),
+            ("phone".to_owned(), u.phone.clone()),
+            (
+                "customer_id".to_owned(),
+                u.customer_id.map_or_else(String::new, |c| c.0.to_string()),
+            ),
+        ]);
+        for r in &u.roles {
+            values.insert(format!("role_{}", r.as_str()), "1".to_owned());
+        }
+        UserForm {
+            values,
+            errors: Vec::new(),
+        }
+    });
+    let failed = !form.errors.is_empty() || error.is_some();
+    let page = UserPage {
+        l: Layout::signed_in(v, "users", &format!("/admin/users/{}", id.0)),
+        id: id.0,
+        email: u.email,
+        enabled: u.enabled,
+        version: u.version,
+        roles: role_choices(t),
+        customers,
+        may_edit: can(&v.ctx.actor, Resource::Users, Action::Update),
+        audit_link: may_read_audit(&v.ctx.actor),
+        notice,
+        error,
+        form,
+    };
+    with_status(render(&page), failed)
+}
+
+async fn user_page(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match id.parse::<i64>() {
+        Ok(id) if id > 0 => user_view(&s, &v, UserId(id), notice_of(v.tr, &q), None, None).await,
+        _ => not_found(v.tr),
+    }
+}
+
+async fn user_change(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+    FormFields(f): FormFields,
+) -> Response {
+    let t = v.tr;
+    let id = match posted_id(&v, &f, &id) {
+        Ok(id) => UserId(id),
+        Err(r) => return r.page(t),
+    };
+    let version = f
+        .get("version")
+        .and_then(|x| x.parse::<i64>().ok())
+        .unwrap_or(0);
+    let update = |patch| {
+        users::update(
+            &s.db,
+            &v.ctx,
+            id,
+            crate::store::Expected::Body(version),
+            patch,
+        )
+    };
+    let result = match f.get("action").map(String::as_str) {
+        Some("reset_mfa") => users::reset_second_factor(&s.db, &v.ctx, id)
+            .await
+            .map(|()| "mfa"),
+        Some(a @ ("enable" | "disable")) => update(users::UserPatch {
+            enabled: Some(a == "enable"),
+            ..Default::default()
+        })
+        .await
+        .map(|_| "changed"),
+        Some("save") => {
+            let customer_id = match posted_customer(&f) {
+                Ok(c) => c,
+                Err(e) => {
+                    let (errors, _) = form_problems(t, &e);
+                    let form = UserForm { values: f, errors };
+                    return user_view(&s, &v, id, None, None, Some(form)).await;
+                }
+            };
+            let patch = users::UserPatch {
+                name: f.get("name").cloned(),
+                phone: f.get("phone").cloned(),
+                roles: Some(posted_roles(&f)),
+                customer_id: Some(customer_id),
+                ..Default::default()
+            };
+            match update(patch).await {
+                Ok(_) => Ok("changed"),
+                Err(e @ (Error::NotFound | Error::Internal(_))) => Err(e),
+                Err(e) => {
+                    let (errors, other) = form_problems(t, &e);
+                    let form = UserForm { values: f, errors };
+                    let mut r = user_view(&s, &v, id, None, other, Some(form)).await;
+                    *r.status_mut() = refusal_status(&e);
+                    return r;
+                }
+            }
+        }
+        _ => Err(Error::field("action", "invalid", "no such action")),
+    };
+    match result {
+        Ok(done) => Redirect::to(&format!("/admin/users/{}?done={done}", id.0)).into_response(),
+        Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
+        Err(e) => {
+            let mut r = user_view(&s, &v, id, None, Some(problem_text(t, &e)), None).await;
+            *r.status_mut() = refusal_status(&e);
+            r
+        }
+    }
+}
+
+// ------------------------------------------------------------------ audit log
+
+/// An audit entry as the viewer shows it.
+pub struct AuditRow {
+    pub at: String,
+    pub who: String,
+    pub ip: String,
+    pub action: String,
+    pub entity: String,
+    /// Where the record's page is, for records that have one.
+    pub href: Option<String>,
+    pub entity_id: String,
+    pub before: String,
+    pub after: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    l: Layout,
+    rows: Vec<AuditRow>,
+    entities: Vec<&'static str>,
+    entity: String,
+    entity_id: String,
+    chain: Option<String>,
+    next_href: Option<String>,
+}
+
+const AUDIT_ENTITIES: [&str; 6] = ["user", "customer", "object", "project", "request", "report"];
+
+fn record_href(entity: &str, id: Option<i64>) -> Option<String> {
+    let id = id?;
+    let base = match entity {
+        "user" => "/admin/users",
+        "customer" => "/customers",
+        "object" => "/objects",
+        "project" => "/projects",
+        "request" => "/requests",
+        "report" => "/reports",
+        _ => return None,
+    };
+    Some(format!("{base}/{id}"))
+}
+
+/// The audit log, newest first, optionally for one record; `verify` walks the hash chain.
+async fn audit_page(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let t = v.tr;
+    if !may_read_audit(&v.ctx.actor) {
+        return not_found(t);
+    }
+    let entity = q
+        .get("entity")
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
+    let entity_id = q
+        .get("entity_id")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let page =
+        super::super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
+            .unwrap_or(Page {
+                limit: Page::DEFAULT,
+                after: None,
+            });
+    let (entries, next) = match audit::list(&s.db, entity.as_deref(), entity_id, page).await {
+        Ok(x) => x,
+        Err(e) => return page_error(t, e),
+    };
+    // Names of the people in this page of the log.
+    let names: HashMap<i64, String> = match users::list(
+        &s.db,
+        &v.ctx,
+        None,
+        None,
+        Page {
+            limit: Page::MAX,
+            after: None,
+        },
+    )
+    .await
+    {
+        Ok((list, _)) => list.into_iter().map(|u| (u.id.0, u.name)).collect(),
+        Err(e) => return page_error(t, e),
+    };
+    let chain = if q.contains_key("verify") {
+        match audit::verify(&s.db).await {
+            Ok(Ok(n)) => Some(t.t1("audit.intact", n)),
+            Ok(Err(b)) => Some(t.t1("audit.broken", b)),
+            Err(e) => return page_error(t, e),
+        }
+    } else {
+        None
+    };
+    let compact = |v: Option<serde_json::Value>| v.map_or_else(String::new, |v| v.to_string());
+    let rows = entries
+        .into_iter()
+        .map(|e| AuditRow {
+            at: t.when(e.at),
+            who: match e.user_id {
+                Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+                None => "—".to_owned(),
+            },
+            ip: e.ip,
+            href: record_href(&e.entity, e.entity_id),
+            entity_id: e.entity_id.map_or_else(String::new, |i| i.to_string()),
+            action: e.action,
+            entity: e.entity,
+            before: compact(e.before),
+            after: compact(e.after),
+        })
+        .collect();
+    let mut filter = String::from("/admin/audit?");
+    if let Some(e) = &entity {
+        filter.push_str(&format!("entity={}&", urlencode(e)));
+    }
+    if let Some(i) = entity_id {
+        filter.push_str(&format!("entity_id={i}&"));
+    }
+    render(&AuditPage {
+        l: Layout::signed_in(&v, "audit", "/admin/audit"),
+        rows,
+        entities: AUDIT_ENTITIES.to_vec(),
+        entity: entity.unwrap_or_default(),
+        entity_id: entity_id.map_or_else(String::new, |i| i.to_string()),
+        chain,
+        next_href: next.map(|c| format!("{filter}cursor={c}")),
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The administration pages, merged into the pages' router.
+pub fn routes() -> Router<AppState> {
+    use axum::routing::get;
+    Router::new()
+        .route("/admin/users", get(users_page).post(user_create))
+        .route("/admin/users/{id}", get(user_page).post(user_change))
+        .route("/admin/audit", get(audit_page))
+}
