@@ -788,7 +788,7 @@ describe('language of the request page', () => {
       status: t('status.open'),
       moves: [t('move.in_progress'), t('move.cancelled')],
       write: t('report.write'),
-      nav: [t('nav.dashboard'), t('nav.requests'), t('nav.reports')],
+      nav: ['nav.dashboard', 'nav.requests', 'nav.reports', 'nav.customers', 'nav.objects', 'nav.projects', 'nav.users', 'nav.audit'].map(t),
     });
     const seen = async (page) => ({
       h2: await texts(page, 'h2'),
@@ -858,14 +858,14 @@ async function axeData() {
       ],
     },
   });
-  return { admin, request, report };
+  return { admin, engineer, site, request, report };
 }
 
 const AXE_PAGES = [
   { name: 'dashboard', path: () => '/' },
   { name: 'request list', path: () => '/requests' },
   { name: 'request page', path: (d) => `/requests/${d.request.id}` },
-  { name: 'new-request form', path: () => '/requests/new' },
+  { name: 'new-request form', path: () => '/requests/new', shot: 'request-new' },
   {
     name: 'new-request form with errors',
     path: () => '/requests/new',
@@ -876,6 +876,15 @@ const AXE_PAGES = [
     },
   },
   { name: 'act editor', path: (d) => `/reports/${d.report.id}` },
+  { name: 'customers', path: () => '/customers?new=1' },
+  { name: 'customer page', path: (d) => `/customers/${d.site.customer.id}` },
+  { name: 'sites', path: () => '/objects?new=1' },
+  { name: 'site page', path: (d) => `/objects/${d.site.object.id}`, shot: 'site' },
+  { name: 'projects', path: () => '/projects?new=1' },
+  { name: 'project page', path: (d) => `/projects/${d.site.project.id}`, shot: 'project' },
+  { name: 'users', path: () => '/admin/users' },
+  { name: 'user page', path: (d) => `/admin/users/${d.engineer.id}` },
+  { name: 'audit log', path: () => '/admin/audit', shot: 'audit' },
 ];
 
 describe('accessibility of the working pages (axe-core, WCAG 2 A and AA)', () => {
@@ -890,6 +899,7 @@ describe('accessibility of the working pages (axe-core, WCAG 2 A and AA)', () =>
             await signIn(page, data.admin.email, data.admin.password);
             await visit(page, path);
             if (target.then) await target.then(page);
+            if (target.shot) await shot(page, `${target.shot}-${viewport}`);
             const violations = await axeCheck(page);
             assert.equal(violations.length, 0, `axe on ${target.name} (${pathOf(page)}, ${viewport}):\n${formatViolations(violations)}`);
             const widths = await page.evaluate(() => ({ content: document.documentElement.scrollWidth, viewport: window.innerWidth }));
