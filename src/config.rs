@@ -129,6 +129,16 @@ impl Config {
                         .collect::<anyhow::Result<_>>()?,
                 },
                 refresh_ttl: Duration::days(number("FERUM_REFRESH_TTL_DAYS", 30)?),
+                clients_see_engineer_phone: match var("FERUM_CLIENTS_SEE_ENGINEER_PHONE")
+                    .as_deref()
+                    .map(str::trim)
+                {
+                    None | Some("false" | "no" | "0") => false,
+                    Some("true" | "yes" | "1") => true,
+                    Some(other) => bail!(
+                        "FERUM_CLIENTS_SEE_ENGINEER_PHONE must be true or false, got {other:?}"
+                    ),
+                },
             },
         })
     }

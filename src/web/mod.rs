@@ -44,6 +44,9 @@ pub struct Security {
     pub mfa_roles: Vec<crate::domain::access::Role>,
     /// How long a refresh token lives.
     pub refresh_ttl: chrono::Duration,
+    /// Whether clients see the phone number of the engineer on their requests
+    /// (`FERUM_CLIENTS_SEE_ENGINEER_PHONE`); staff always do.
+    pub clients_see_engineer_phone: bool,
 }
 
 impl Default for Security {
@@ -52,6 +55,7 @@ impl Default for Security {
         Security {
             mfa_roles: vec![Role::Admin, Role::Director, Role::Accountant],
             refresh_ttl: chrono::Duration::days(30),
+            clients_see_engineer_phone: false,
         }
     }
 }

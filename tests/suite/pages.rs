@@ -547,6 +547,14 @@ both! {
         assert!(html(&page).contains("Выполнена"), "{}", html(&page));
         assert!(!html(&page).contains("123-45-67") && !html(&page).contains("/assign\""), "{}", html(&page));
         assert!(html(&page).contains(&format!("href=\"{act}\"")));
+        // Staff see the engineer's phone, to call them.
+        let desk = eng.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&desk).contains("<a href=\"tel:+79001234567\">+7 900 123-45-67</a>"), "{}", html(&desk));
+        // A company that allows it shows clients the phone too.
+        app.reconfigure(|s| s.security.clients_see_engineer_phone = true);
+        let allowed = c.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&allowed).contains("tel:+79001234567"), "{}", html(&allowed));
+        app.reconfigure(|s| s.security.clients_see_engineer_phone = false);
         let act_page = c.get(&app, &act).await;
         assert_eq!(act_page.status, StatusCode::OK);
         assert!(html(&act_page).contains("Замена датчика"));

@@ -927,6 +927,8 @@ struct RequestPage {
     description: String,
     error: Option<String>,
     engineer: String,
+    /// Empty when there is none, or this viewer may not see it.
+    engineer_phone: String,
     created: String,
     assign_by: String,
     close_by: String,
@@ -940,6 +942,16 @@ struct RequestPage {
     version: i64,
     history: Vec<(String, String, &'static str, String)>,
     comments: Vec<(String, String, String)>,
+}
+
+impl RequestPage {
+    /// The phone as a `tel:` link wants it: the leading plus and the digits.
+    fn engineer_tel(&self) -> String {
+        self.engineer_phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect()
+    }
 }
 
 async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<String>) -> Response {
@@ -956,18 +968,28 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
         Ok(c) => c,
         Err(e) => return page_error(t, e),
     };
-    let engineer = match r.assigned_to {
+    use crate::domain::access::{Action, Resource, Role, can};
+    let is_client = v.ctx.actor.roles.contains(&Role::Client);
+    // The engineer's phone is staff data; clients see it only where the company allows.
+    let phone_shown = !is_client || s.security.clients_see_engineer_phone;
+    let (engineer, engineer_phone) = match r.assigned_to {
         Some(u) => match users::find(&s.db, u).await {
-            Ok(Some(row)) => row.name,
-            Ok(None) => t.t("request.engineer.none").to_owned(),
+            Ok(Some(row)) if phone_shown => {
+                let phone = match s.db.keys().and_then(|k| row.view(k)) {
+                    Ok(user) => user.phone,
+                    Err(e) => return page_error(t, e),
+                };
+                (row.name, phone)
+            }
+            Ok(Some(row)) => (row.name, String::new()),
+            Ok(None) => (t.t("request.engineer.none").to_owned(), String::new()),
             Err(e) => return page_error(t, e),
         },
-        None => t.t("request.engineer.none").to_owned(),
+        None => (t.t("request.engineer.none").to_owned(), String::new()),
     };
     let is_assignee = r.assigned_to == Some(v.ctx.actor.user_id);
-    use crate::domain::access::{Action, Resource, Role, can};
     let may_assign = r.status == Status::Open
-        && !v.ctx.actor.roles.contains(&Role::Client)
+        && !is_client
         && can(&v.ctx.actor, Resource::Requests, Action::Update);
     let engineers = if may_assign {
         match users::engineers(&s.db).await {
@@ -993,6 +1015,7 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
         l: Layout::signed_in(v, "requests", &format!("/requests/{id}")),
         error,
         engineer,
+        engineer_phone,
         created: when(t, r.created_at),
         assign_by: when(t, r.assign_by),
         close_by: when(t, r.close_by),
