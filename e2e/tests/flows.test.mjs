@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  ADMIN,
   SUBMIT,
   accessibleName,
   adminToken,
@@ -30,6 +31,7 @@ import {
   newPage,
   onPage,
   pathOf,
+  randomInn,
   screenshot,
   signIn,
   submit,
@@ -1000,6 +1002,121 @@ describe('administration in the browser', () => {
         assert.ok((await rows.first().innerText()).includes(admin.name), 'the entry names who made the change');
         const violations = await axeCheck(page);
         assert.equal(violations.length, 0, `axe on the audit log:\n${formatViolations(violations)}`);
+      });
+    });
+  });
+});
+
+describe('a newcomer runs a request from opening to closing through the pages alone', () => {
+  test('the first administrator sets up a customer, an engineer, a site and a project, opens and assigns a request; the engineer works it on a phone; the administrator closes it', async () => {
+    const tag = unique();
+    const names = {
+      customer: `ООО «Новичок» ${tag}`,
+      engineer: `Степан Новиков ${tag.slice(-5)}`,
+      site: `Склад №7, корпус ${tag}`,
+      project: `Договор ТО ${tag}`,
+    };
+    const engineer = { email: `e2e-newcomer-${tag}@example.ru`, password: `e2e newcomer ${tag}` };
+    await withPages(async (open) => {
+      const desk = await open('desktop');
+      desk.on('dialog', (d) => d.accept());
+      let requestId;
+      await as('first administrator, desktop', desk, async () => {
+        await signIn(desk, ADMIN.email, ADMIN.password);
+        const menu = (href) => desk.locator(`header nav a[href="${href}"]`);
+
+        // A customer.
+        await submit(desk, menu('/customers'));
+        await desk.locator('details#new > summary').click();
+        const customerForm = desk.locator('form[method="post"][action="/customers"]');
+        await customerForm.locator('[name="name"]').fill(names.customer);
+        await customerForm.locator('[name="inn"]').fill(randomInn());
+        await submit(desk, customerForm.locator(SUBMIT));
+        const customerId = Number(pathOf(desk).match(/^\/customers\/(\d+)$/)?.[1]);
+        assert.ok(customerId, `creating the customer should open its page, the browser is on ${pathOf(desk)}`);
+
+        // An engineer.
+        await submit(desk, menu('/admin/users'));
+        const userForm = desk.locator('form[action="/admin/users"]');
+        await userForm.locator('[name="email"]').fill(engineer.email);
+        await userForm.locator('[name="name"]').fill(names.engineer);
+        await userForm.locator('[name="role_engineer"]').check();
+        await userForm.locator('[name="password"]').fill(engineer.password);
+        await submit(desk, userForm.locator(SUBMIT));
+        assert.match(pathOf(desk), /^\/admin\/users\/\d+$/, 'creating the user should open their page');
+
+        // A site of the customer, with the engineer.
+        await submit(desk, menu('/objects'));
+        await desk.locator('details#new > summary').click();
+        const siteForm = desk.locator('form[method="post"][action="/objects"]');
+        await siteForm.locator('select[name="customer_id"]').selectOption(String(customerId));
+        await siteForm.locator('[name="name"]').fill(names.site);
+        await siteForm.locator('label.check', { hasText: names.engineer }).locator('input').check();
+        await submit(desk, siteForm.locator(SUBMIT));
+        const siteId = Number(pathOf(desk).match(/^\/objects\/(\d+)$/)?.[1]);
+        assert.ok(siteId, `creating the site should open its page, the browser is on ${pathOf(desk)}`);
+        assert.ok((await desk.locator('main').innerText()).includes(names.engineer), 'the site page names its engineer');
+
+        // An active project holding the site.
+        await submit(desk, menu('/projects'));
+        await desk.locator('details#new > summary').click();
+        const projectForm = desk.locator('form[method="post"][action="/projects"]');
+        await projectForm.locator('select[name="customer_id"]').selectOption(String(customerId));
+        await projectForm.locator('[name="name"]').fill(names.project);
+        await projectForm.locator('[name="start_date"]').fill(moscowToday());
+        await projectForm.locator('select[name="status"]').selectOption('active');
+        await submit(desk, projectForm.locator(SUBMIT));
+        const projectId = Number(pathOf(desk).match(/^\/projects\/(\d+)$/)?.[1]);
+        assert.ok(projectId, `creating the project should open its page, the browser is on ${pathOf(desk)}`);
+        const addForm = desk.locator(`form[action="/projects/${projectId}/objects"]`);
+        await addForm.locator('select[name="object_id"]').selectOption(String(siteId));
+        await submit(desk, addForm.locator(SUBMIT));
+        assert.equal(await desk.locator(`main a[href="/objects/${siteId}"]`).count(), 1, 'the project lists its site');
+
+        // The request: the customer narrows the sites, the site fills in the project.
+        await submit(desk, menu('/requests'));
+        await submit(desk, desk.locator('main a[href="/requests/new"]'));
+        await desk.locator('select#customer_id').selectOption(String(customerId));
+        const form = desk.locator('form[method="post"][action="/requests/new"]');
+        await form.locator('select[name="object_id"]').selectOption(String(siteId));
+        await expectText(desk.locator('output#project_of'), names.project, 'the project the site fills in');
+        await form.locator('select[name="type"]').selectOption('emergency');
+        await form.locator('[name="subject"]').fill(`Не работает оповещение ${tag}`);
+        await submit(desk, form.locator(SUBMIT));
+        requestId = Number(pathOf(desk).match(/^\/requests\/(\d+)$/)?.[1]);
+        assert.ok(requestId, `the new request should open its page, the browser is on ${pathOf(desk)}`);
+        const assign = desk.locator(`form[action="/requests/${requestId}/assign"]`);
+        await assign.locator('select[name="assigned_to"]').selectOption({ label: names.engineer });
+        await submit(desk, assign.locator(SUBMIT));
+        assert.equal(await desk.locator('main [role="alert"]').count(), 0, 'assigning shows no error');
+      });
+
+      const phone = await open('phone', TOUCH);
+      phone.on('dialog', (d) => d.accept());
+      await as('engineer, phone', phone, async () => {
+        await signIn(phone, engineer.email, engineer.password);
+        await visit(phone, `/requests/${requestId}`);
+        await tapSubmit(phone, moveButton(phone, requestId, 'in_progress'));
+        await expectText(statusBadge(phone), RU('status.in_progress'), 'the status after starting');
+        await tapSubmit(phone, phone.locator(`form[action="/requests/${requestId}/report"]`).locator(SUBMIT));
+        assert.match(pathOf(phone), /^\/reports\/\d+$/, '"write the act" opens the editor');
+        await typeRow(phone, 0, ROW_2);
+        await tapSubmit(phone, editorButton(phone, 'submit'));
+        assert.equal(pathOf(phone), `/requests/${requestId}`, 'submitting the act comes back to the request');
+        await expectText(statusBadge(phone), RU('status.completed'), 'the status once the act is submitted');
+      });
+
+      await as('first administrator, closing', desk, async () => {
+        await visit(desk, `/requests/${requestId}`);
+        await submit(desk, moveButton(desk, requestId, 'closed'));
+        await expectText(statusBadge(desk), RU('status.closed'), 'the status after closing');
+        const saved = await apiGetRequest(requestId);
+        assert.equal(saved.status, 'closed');
+        assert.ok(saved.project_id, 'the request belongs to the project its site filled in');
+        const history = await desk.locator('main .timeline').innerText();
+        for (const st of ['status.in_progress', 'status.completed', 'status.closed']) {
+          assert.ok(history.includes(RU(st)), `the history shows ${RU(st)}: ${JSON.stringify(history)}`);
+        }
       });
     });
   });
