@@ -5,7 +5,7 @@
 use super::*;
 use crate::domain::access::{Action, Resource, Role, can, may_read_audit};
 use crate::domain::ids::CustomerId;
-use crate::store::{audit, customers};
+use crate::store::audit;
 
 /// A user as a row of the administration list.
 pub struct UserRowView {
@@ -83,23 +83,6 @@ fn role_choices(t: Tr) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// The customers a client account may be linked to, by name.
-async fn customer_choices(s: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Error> {
-    let (list, _) = customers::list(
-        &s.db,
-        &v.ctx,
-        &customers::Filter::default(),
-        Page {
-            limit: Page::MAX,
-            after: None,
-        },
-    )
-    .await?;
-    let mut all: Vec<(i64, String)> = list.into_iter().map(|c| (c.id.0, c.name)).collect();
-    all.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(all)
-}
-
 fn notice_of(t: Tr, q: &HashMap<String, String>) -> Option<&'static str> {
     match q.get("done").map(String::as_str) {
         Some("created") => Some(t.t("users.created")),
@@ -107,15 +90,6 @@ fn notice_of(t: Tr, q: &HashMap<String, String>) -> Option<&'static str> {
         Some("mfa") => Some(t.t("users.mfa_reset")),
         _ => None,
     }
-}
-
-fn with_status(page: Response, errors: bool) -> Response {
-    let status = if errors {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    (status, page).into_response()
 }
 
 async fn users_view(
@@ -169,7 +143,7 @@ async fn users_view(
         error,
         form,
     };
-    with_status(render(&page), failed)
+    with_status(render(&page), failed_status(failed))
 }
 
 async fn users_page(
@@ -178,6 +152,15 @@ async fn users_page(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     users_view(&s, &v, notice_of(v.tr, &q), None, UserForm::blank()).await
+}
+
+/// 422 when the form was refused, else 200.
+fn failed_status(failed: bool) -> StatusCode {
+    if failed {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
 }
 
 fn posted_roles(f: &HashMap<String, String>) -> Vec<Role> {
@@ -283,19 +266,16 @@ async fn user_view(
         error,
         form,
     };
-    with_status(render(&page), failed)
+    with_status(render(&page), failed_status(failed))
 }
 
 async fn user_page(
     State(s): State<AppState>,
     v: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => user_view(&s, &v, UserId(id), notice_of(v.tr, &q), None, None).await,
-        _ => not_found(v.tr),
-    }
+    user_view(&s, &v, UserId(id), notice_of(v.tr, &q), None, None).await
 }
 
 async fn user_change(

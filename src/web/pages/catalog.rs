@@ -103,14 +103,6 @@ fn list_page(q: &HashMap<String, String>) -> Page {
     )
 }
 
-/// As many rows as a page may hold, after the cursor: for choices and related records.
-fn max_page(after: Option<i64>) -> Page {
-    Page {
-        limit: Page::MAX,
-        after,
-    }
-}
-
 /// The link to a list's next page, keeping its filters.
 fn next_href(path: &str, pairs: &[(&str, &str)], cursor: Option<String>) -> Option<String> {
     let cursor = cursor?;
@@ -312,37 +304,6 @@ impl Outcome {
     }
 }
 
-/// The page with the status of the refusal it shows (a page that failed to render keeps its 500).
-fn with_status(r: Response, status: StatusCode) -> Response {
-    let mut r = r;
-    if r.status() == StatusCode::OK {
-        *r.status_mut() = status;
-    }
-    r
-}
-
-/// The customers this user may see, by name: the choices of filters and forms.
-async fn customer_choices(s: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Error> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let (list, next) = customers::list(
-            &s.db,
-            &v.ctx,
-            &customers::Filter::default(),
-            max_page(after),
-        )
-        .await?;
-        out.extend(list.into_iter().map(|c| (c.id.0, c.name)));
-        match next.and_then(|n| n.parse::<i64>().ok()) {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    out.sort_by_key(|c| crate::domain::values::fold(&c.1));
-    Ok(out)
-}
-
 /// The name of a customer from the choices, or nothing when this user may not see it.
 fn name_in(choices: &[(i64, String)], id: i64) -> String {
     choices
@@ -496,16 +457,11 @@ struct CustomerPage {
 async fn customer_page(
     State(s): State<AppState>,
     v: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => {
-            let notice = q.contains_key("saved").then(|| Kind::Customer.saved(v.tr));
-            customer_view(&s, &v, id, None, Outcome::fine(), notice).await
-        }
-        _ => not_found(v.tr),
-    }
+    let notice = q.contains_key("saved").then(|| Kind::Customer.saved(v.tr));
+    customer_view(&s, &v, id, None, Outcome::fine(), notice).await
 }
 
 async fn customer_view(
@@ -858,16 +814,11 @@ struct ObjectPage {
 async fn object_page(
     State(s): State<AppState>,
     v: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => {
-            let notice = q.contains_key("saved").then(|| Kind::Object.saved(v.tr));
-            object_view(&s, &v, id, None, Outcome::fine(), notice).await
-        }
-        _ => not_found(v.tr),
-    }
+    let notice = q.contains_key("saved").then(|| Kind::Object.saved(v.tr));
+    object_view(&s, &v, id, None, Outcome::fine(), notice).await
 }
 
 async fn object_view(
@@ -1325,16 +1276,11 @@ struct ProjectPage {
 async fn project_page(
     State(s): State<AppState>,
     v: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => {
-            let notice = q.contains_key("saved").then(|| Kind::Project.saved(v.tr));
-            project_view(&s, &v, id, None, None, Outcome::fine(), notice).await
-        }
-        _ => not_found(v.tr),
-    }
+    let notice = q.contains_key("saved").then(|| Kind::Project.saved(v.tr));
+    project_view(&s, &v, id, None, None, Outcome::fine(), notice).await
 }
 
 /// The objects of a customer that may still join a project, by name.

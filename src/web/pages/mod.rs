@@ -214,6 +214,27 @@ fn not_found(t: Tr) -> Response {
         .into_response()
 }
 
+/// The record id in a page's path: a positive number, else the 404 page. Put it after the
+/// `Viewer`, so that signing in comes first.
+pub struct RecordId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RecordId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        let id = Path::<String>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|Path(id)| id.parse::<i64>().ok())
+            .filter(|id| *id > 0);
+        id.map(RecordId)
+            .ok_or_else(|| not_found(super::session::tr_of(parts)))
+    }
+}
+
 /// The fallback for paths outside the API: the 404 page.
 pub async fn fallback(Language(t): Language) -> Response {
     not_found(t)
@@ -1045,11 +1066,8 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
     })
 }
 
-async fn request_page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => request_page_for(&s, &v, id, None).await,
-        _ => not_found(v.tr),
-    }
+async fn request_page(State(s): State<AppState>, v: Viewer, RecordId(id): RecordId) -> Response {
+    request_page_for(&s, &v, id, None).await
 }
 
 async fn request_move(
@@ -1123,12 +1141,9 @@ async fn new_request_page(
     form: &HashMap<String, String>,
     errors: Vec<(String, &'static str)>,
 ) -> Response {
-    use crate::store::{customers, objects, projects};
+    use crate::store::{objects, projects};
     let t = v.tr;
-    let all = || Page {
-        limit: Page::MAX,
-        after: None,
-    };
+    let all = || max_page(None);
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let customer = field("customer_id").parse::<i64>().ok().filter(|c| *c > 0);
     let is_client = v
@@ -1139,13 +1154,8 @@ async fn new_request_page(
     let customers = if is_client {
         Vec::new()
     } else {
-        match customers::list(&s.db, &v.ctx, &customers::Filter::default(), all()).await {
-            Ok((list, _)) => {
-                let mut c: Vec<(i64, String)> =
-                    list.into_iter().map(|c| (c.id.0, c.name)).collect();
-                c.sort_by(|a, b| a.1.cmp(&b.1));
-                c
-            }
+        match customer_choices(s, v).await {
+            Ok(c) => c,
             Err(e) => return page_error(t, e),
         }
     };
@@ -1276,6 +1286,47 @@ async fn create_request(
         }
         Err(e) => page_error(t, e),
     }
+}
+
+/// As many rows as a page may hold, after the cursor: for choices and related records.
+fn max_page(after: Option<i64>) -> Page {
+    Page {
+        limit: Page::MAX,
+        after,
+    }
+}
+
+/// The page with the status of the refusal it shows (a page that failed to render keeps its
+/// 500).
+fn with_status(r: Response, status: StatusCode) -> Response {
+    let mut r = r;
+    if r.status() == StatusCode::OK {
+        *r.status_mut() = status;
+    }
+    r
+}
+
+/// The customers this user may see, by name: the choices of filters and forms.
+async fn customer_choices(s: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Error> {
+    use crate::store::customers;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let (list, next) = customers::list(
+            &s.db,
+            &v.ctx,
+            &customers::Filter::default(),
+            max_page(after),
+        )
+        .await?;
+        out.extend(list.into_iter().map(|c| (c.id.0, c.name)));
+        match next.and_then(|n| n.parse::<i64>().ok()) {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out.sort_by_key(|c| crate::domain::values::fold(&c.1));
+    Ok(out)
 }
 
 /// Field errors as a form shows them: (field, message) with the catalog's words.
@@ -1748,11 +1799,8 @@ async fn report_view(
     (status, render(&page)).into_response()
 }
 
-async fn report_page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
-    match id.parse::<i64>() {
-        Ok(id) if id > 0 => report_view(&s, &v, id, None, EditorErrors::default()).await,
-        _ => not_found(v.tr),
-    }
+async fn report_page(State(s): State<AppState>, v: Viewer, RecordId(id): RecordId) -> Response {
+    report_view(&s, &v, id, None, EditorErrors::default()).await
 }
 
 /// Starts the act of a request (or opens the one it has).
