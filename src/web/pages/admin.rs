@@ -18,33 +18,6 @@ pub struct UserRowView {
     pub version: i64,
 }
 
-/// What a user form shows: the values typed (or stored) and the errors by field.
-pub struct UserForm {
-    pub values: HashMap<String, String>,
-    pub errors: Vec<(String, &'static str)>,
-}
-
-impl UserForm {
-    fn blank() -> UserForm {
-        UserForm {
-            values: HashMap::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    pub fn value(&self, key: &str) -> &str {
-        self.values.get(key).map_or("", String::as_str)
-    }
-
-    pub fn has_role(&self, code: &str) -> bool {
-        self.values.contains_key(&format!("role_{code}"))
-    }
-
-    pub fn error_for(&self, field: &str) -> Option<&'static str> {
-        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
-    }
-}
-
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
@@ -55,7 +28,7 @@ struct UsersPage {
     may_edit: bool,
     notice: Option<&'static str>,
     error: Option<String>,
-    form: UserForm,
+    form: FormState,
 }
 
 #[derive(Template)]
@@ -73,7 +46,7 @@ struct UserPage {
     notice: Option<&'static str>,
     /// A refusal that belongs to no field (a stale version, say).
     error: Option<String>,
-    form: UserForm,
+    form: FormState,
 }
 
 fn role_choices(t: Tr) -> Vec<(&'static str, &'static str)> {
@@ -97,7 +70,7 @@ async fn users_view(
     v: &Viewer,
     notice: Option<&'static str>,
     error: Option<String>,
-    form: UserForm,
+    form: FormState,
 ) -> Response {
     let t = v.tr;
     let first = Page {
@@ -116,7 +89,7 @@ async fn users_view(
         id.and_then(|id| customers.iter().find(|c| c.0 == id.0))
             .map_or_else(String::new, |c| c.1.clone())
     };
-    let failed = !form.errors.is_empty() || error.is_some();
+    let failed = form.has_errors() || error.is_some();
     let page = UsersPage {
         l: Layout::signed_in(v, "users", "/admin/users"),
         users: list
@@ -151,7 +124,7 @@ async fn users_page(
     v: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    users_view(&s, &v, notice_of(v.tr, &q), None, UserForm::blank()).await
+    users_view(&s, &v, notice_of(v.tr, &q), None, FormState::default()).await
 }
 
 /// 422 when the form was refused, else 200.
@@ -193,7 +166,17 @@ async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFi
         Ok(c) => c,
         Err(e) => {
             let (errors, _) = form_problems(t, &e);
-            return users_view(&s, &v, None, None, UserForm { values: f, errors }).await;
+            return users_view(
+                &s,
+                &v,
+                None,
+                None,
+                FormState {
+                    errors,
+                    ..FormState::posted(&f)
+                },
+            )
+            .await;
         }
     };
     let input = users::NewUser {
@@ -209,7 +192,17 @@ async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFi
         Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
         Err(e) => {
             let (errors, other) = form_problems(t, &e);
-            let mut r = users_view(&s, &v, None, other, UserForm { values: f, errors }).await;
+            let mut r = users_view(
+                &s,
+                &v,
+                None,
+                other,
+                FormState {
+                    errors,
+                    ..FormState::posted(&f)
+                },
+            )
+            .await;
             *r.status_mut() = refusal_status(&e);
             r
         }
@@ -223,7 +216,7 @@ async fn user_view(
     id: UserId,
     notice: Option<&'static str>,
     error: Option<String>,
-    posted: Option<UserForm>,
+    posted: Option<FormState>,
 ) -> Response {
     let t = v.tr;
     let u = match users::get(&s.db, &v.ctx, id).await {
@@ -235,23 +228,19 @@ async fn user_view(
         Err(e) => return page_error(t, e),
     };
     let form = posted.unwrap_or_else(|| {
-        let mut values = HashMap::from([
-            ("name".to_owned(), u.name.clone()),
-            ("phone".to_owned(), u.phone.clone()),
-            (
-                "customer_id".to_owned(),
-                u.customer_id.map_or_else(String::new, |c| c.0.to_string()),
-            ),
-        ]);
+        let mut form = FormState::default();
+        form.set("name", u.name.clone());
+        form.set("phone", u.phone.clone());
+        form.set(
+            "customer_id",
+            u.customer_id.map_or_else(String::new, |c| c.0.to_string()),
+        );
         for r in &u.roles {
-            values.insert(format!("role_{}", r.as_str()), "1".to_owned());
+            form.set(&format!("role_{}", r.as_str()), "1");
         }
-        UserForm {
-            values,
-            errors: Vec::new(),
-        }
+        form
     });
-    let failed = !form.errors.is_empty() || error.is_some();
+    let failed = form.has_errors() || error.is_some();
     let page = UserPage {
         l: Layout::signed_in(v, "users", &format!("/admin/users/{}", id.0)),
         id: id.0,
@@ -278,17 +267,9 @@ async fn user_page(
     user_view(&s, &v, UserId(id), notice_of(v.tr, &q), None, None).await
 }
 
-async fn user_change(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn user_change(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => UserId(id),
-        Err(r) => return r.page(t),
-    };
+    let id = UserId(id);
     let version = f
         .get("version")
         .and_then(|x| x.parse::<i64>().ok())
@@ -317,7 +298,10 @@ async fn user_change(
                 Ok(c) => c,
                 Err(e) => {
                     let (errors, _) = form_problems(t, &e);
-                    let form = UserForm { values: f, errors };
+                    let form = FormState {
+                        errors,
+                        ..FormState::posted(&f)
+                    };
                     return user_view(&s, &v, id, None, None, Some(form)).await;
                 }
             };
@@ -333,7 +317,10 @@ async fn user_change(
                 Err(e @ (Error::NotFound | Error::Internal(_))) => Err(e),
                 Err(e) => {
                     let (errors, other) = form_problems(t, &e);
-                    let form = UserForm { values: f, errors };
+                    let form = FormState {
+                        errors,
+                        ..FormState::posted(&f)
+                    };
                     let mut r = user_view(&s, &v, id, None, other, Some(form)).await;
                     *r.status_mut() = refusal_status(&e);
                     return r;
@@ -414,12 +401,7 @@ async fn audit_page(
     let entity_id = q
         .get("entity_id")
         .and_then(|i| i.trim().parse::<i64>().ok());
-    let page =
-        super::super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
-            .unwrap_or(Page {
-                limit: Page::DEFAULT,
-                after: None,
-            });
+    let page = list_page(&q);
     let (entries, next) = match audit::list(&s.db, entity.as_deref(), entity_id, page).await {
         Ok(x) => x,
         Err(e) => return page_error(t, e),
@@ -467,26 +449,22 @@ async fn audit_page(
             after: compact(e.after),
         })
         .collect();
-    let mut filter = String::from("/admin/audit?");
-    if let Some(e) = &entity {
-        filter.push_str(&format!("entity={}&", urlencode(e)));
-    }
-    if let Some(i) = entity_id {
-        filter.push_str(&format!("entity_id={i}&"));
-    }
+    let entity = entity.unwrap_or_default();
+    let entity_id = entity_id.map_or_else(String::new, |i| i.to_string());
+    let next_href = next_href(
+        "/admin/audit",
+        &[("entity", &entity), ("entity_id", &entity_id)],
+        next,
+    );
     render(&AuditPage {
         l: Layout::signed_in(&v, "audit", "/admin/audit"),
         rows,
         entities: AUDIT_ENTITIES.to_vec(),
-        entity: entity.unwrap_or_default(),
-        entity_id: entity_id.map_or_else(String::new, |i| i.to_string()),
+        entity,
+        entity_id,
         chain,
-        next_href: next.map(|c| format!("{filter}cursor={c}")),
+        next_href,
     })
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The administration pages, merged into the pages' router.

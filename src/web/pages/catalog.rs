@@ -28,48 +28,6 @@ pub fn routes() -> Router<AppState> {
 
 // ------------------------------------------------------------------ forms
 
-/// A form as typed (or, before any edit, as stored) and what was wrong with it.
-#[derive(Default)]
-pub struct FormState {
-    values: HashMap<String, String>,
-    errors: Vec<(String, &'static str)>,
-}
-
-impl FormState {
-    /// The posted fields, without the form token.
-    fn posted(f: &HashMap<String, String>) -> FormState {
-        let mut values = f.clone();
-        values.remove("_csrf");
-        FormState {
-            values,
-            errors: Vec::new(),
-        }
-    }
-
-    fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_owned(), value.into());
-    }
-
-    /// The typed value of a field; empty when none.
-    pub fn val(&self, key: &str) -> &str {
-        self.values.get(key).map_or("", String::as_str)
-    }
-
-    /// Whether a checkbox was ticked.
-    pub fn has(&self, key: &str) -> bool {
-        self.values.contains_key(key)
-    }
-
-    /// What is wrong with a field, if anything.
-    pub fn err(&self, field: &str) -> Option<&'static str> {
-        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
-    }
-
-    pub fn has_errors(&self) -> bool {
-        !self.errors.is_empty()
-    }
-}
-
 /// A posted field, or empty.
 fn field<'a>(f: &'a HashMap<String, String>, key: &str) -> &'a str {
     f.get(key).map_or("", String::as_str)
@@ -91,29 +49,6 @@ fn version_of(f: &HashMap<String, String>) -> i64 {
 /// Text of a search box, when not blank.
 fn text_filter(text: &str) -> Option<String> {
     (!text.trim().is_empty()).then(|| text.to_owned())
-}
-
-/// The page of a list from its `cursor` parameter; a bad cursor starts over.
-fn list_page(q: &HashMap<String, String>) -> Page {
-    crate::web::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str)).unwrap_or(
-        Page {
-            limit: Page::DEFAULT,
-            after: None,
-        },
-    )
-}
-
-/// The link to a list's next page, keeping its filters.
-fn next_href(path: &str, pairs: &[(&str, &str)], cursor: Option<String>) -> Option<String> {
-    let cursor = cursor?;
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        if !v.is_empty() {
-            query.append_pair(k, v);
-        }
-    }
-    query.append_pair("cursor", &cursor);
-    Some(format!("{path}?{}", query.finish()))
 }
 
 /// A date as typed: `2026-03-02` (what date inputs send) or `02.03.2026`.
@@ -530,17 +465,8 @@ async fn customer_view(
     with_status(render(&page), outcome.status)
 }
 
-async fn customer_update(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn customer_update(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let input = posted_customer(&f);
     let patch = customers::CustomerPatch {
         version: None,
@@ -911,17 +837,8 @@ async fn object_view(
 }
 
 /// Saves the object's form, or archives or unarchives it (`action`).
-async fn object_update(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn object_update(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let patch = match field(&f, "action") {
         "archive" | "unarchive" => Ok(objects::ObjectPatch {
             archived: Some(field(&f, "action") == "archive"),
@@ -1406,17 +1323,8 @@ async fn project_view(
     with_status(render(&page), outcome.status)
 }
 
-async fn project_update(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn project_update(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let result = match posted_project(&f) {
         Ok(p) => {
             let patch = projects::ProjectPatch {
@@ -1452,17 +1360,8 @@ async fn project_update(
 }
 
 /// Adds one of the customer's objects to the project, with its scope note.
-async fn project_add_object(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn project_add_object(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let result = match posted_ref(&f, "object_id") {
         Some(object) => {
             let link = projects::ProjectObject {
@@ -1488,15 +1387,10 @@ async fn project_add_object(
 /// Takes an object out of the project (refused while the project's requests refer to it).
 async fn project_remove_object(
     State(s): State<AppState>,
-    v: Viewer,
-    Path((id, object)): Path<(String, String)>,
-    FormFields(f): FormFields,
+    Path((_, object)): Path<(String, String)>,
+    Posted { v, id, f: _ }: Posted,
 ) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let Some(object) = object.parse::<i64>().ok().filter(|o| *o > 0) else {
         return not_found(t);
     };

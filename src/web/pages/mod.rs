@@ -755,14 +755,7 @@ async fn request_list(
         .filter(|st| Status::parse(st).is_some())
         .cloned()
         .unwrap_or_default();
-    let page = match super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
-    {
-        Ok(p) => p,
-        Err(_) => Page {
-            limit: Page::DEFAULT,
-            after: None,
-        },
-    };
+    let page = list_page(&q);
     let kind = q
         .get("type")
         .filter(|k| RequestType::parse(k).is_some())
@@ -1070,16 +1063,7 @@ async fn request_page(State(s): State<AppState>, v: Viewer, RecordId(id): Record
     request_page_for(&s, &v, id, None).await
 }
 
-async fn request_move(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(v.tr),
-    };
+async fn request_move(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let Some(status) = f.get("status").and_then(|st| Status::parse(st)) else {
         let refused = Error::field("status", "unknown_value", "not a status");
         return after_change(&s, &v, id, Err(refused)).await;
@@ -1329,6 +1313,76 @@ async fn customer_choices(s: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>
     Ok(out)
 }
 
+/// A form as typed (or, before any edit, as stored) and what was wrong with it.
+#[derive(Default)]
+pub struct FormState {
+    values: HashMap<String, String>,
+    errors: Vec<(String, &'static str)>,
+}
+
+impl FormState {
+    /// The posted fields, without the form token.
+    fn posted(f: &HashMap<String, String>) -> FormState {
+        let mut values = f.clone();
+        values.remove("_csrf");
+        FormState {
+            values,
+            errors: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_owned(), value.into());
+    }
+
+    /// The typed value of a field; empty when none.
+    pub fn val(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
+
+    /// Whether a checkbox was ticked.
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// Whether the checkbox `{prefix}{key}` was ticked (`role_` and `engineer`, say).
+    pub fn ticked(&self, prefix: &str, key: &str) -> bool {
+        self.values.contains_key(&format!("{prefix}{key}"))
+    }
+
+    /// What is wrong with a field, if anything.
+    pub fn err(&self, field: &str) -> Option<&'static str> {
+        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// The page of a list from its `cursor` parameter; a bad cursor starts over.
+fn list_page(q: &HashMap<String, String>) -> Page {
+    crate::web::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str)).unwrap_or(
+        Page {
+            limit: Page::DEFAULT,
+            after: None,
+        },
+    )
+}
+
+/// The link to a list's next page, keeping its filters.
+fn next_href(path: &str, pairs: &[(&str, &str)], cursor: Option<String>) -> Option<String> {
+    let cursor = cursor?;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            query.append_pair(k, v);
+        }
+    }
+    query.append_pair("cursor", &cursor);
+    Some(format!("{path}?{}", query.finish()))
+}
+
 /// Field errors as a form shows them: (field, message) with the catalog's words.
 fn field_errors(t: Tr, fields: &[crate::error::FieldError]) -> Vec<(String, &'static str)> {
     fields
@@ -1423,6 +1477,41 @@ impl Refused {
     }
 }
 
+/// A form posted to a record's path (`/…/{id}/…`) by a signed-in browser, its token checked:
+/// who, the record's id and the fields. Turned away before the handler runs: a signed-out
+/// browser goes to sign in, a missing or foreign token gets the 403 page, an id that is no
+/// record id the 404 page.
+pub struct Posted {
+    pub v: Viewer,
+    pub id: i64,
+    pub f: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        use axum::extract::{FromRequestParts, RawPathParams};
+        let (mut parts, body) = req.into_parts();
+        let v = Viewer::from_request_parts(&mut parts, state).await?;
+        let id = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .ok()
+            .and_then(|p| {
+                p.iter()
+                    .find(|(k, _)| *k == "id")
+                    .map(|(_, v)| v.to_owned())
+            })
+            .unwrap_or_default();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let FormFields(f) = FormFields::from_request(req, state).await?;
+        match posted_id(&v, &f, &id) {
+            Ok(id) => Ok(Posted { v, id, f }),
+            Err(r) => Err(r.page(v.tr)),
+        }
+    }
+}
+
 /// The record id of a form posted to `/…/{id}/…`, once its form token is checked.
 fn posted_id(v: &Viewer, f: &HashMap<String, String>, id: &str) -> Result<i64, Refused> {
     if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
@@ -1435,16 +1524,7 @@ fn posted_id(v: &Viewer, f: &HashMap<String, String>, id: &str) -> Result<i64, R
 }
 
 /// Assigns (or unassigns) the engineer of an open request.
-async fn request_assign(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(v.tr),
-    };
+async fn request_assign(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     // "0" (or nothing) unassigns; anything else must be a user id.
     let engineer = match f.get("assigned_to").map(|e| e.trim()).unwrap_or("0") {
         "" | "0" => None,
@@ -1477,16 +1557,7 @@ async fn request_assign(
 }
 
 /// Adds a comment to a request.
-async fn request_comment(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(v.tr),
-    };
+async fn request_comment(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let c = requests::NewComment {
         body: f.get("body").cloned().unwrap_or_default(),
     };
@@ -1804,17 +1875,8 @@ async fn report_page(State(s): State<AppState>, v: Viewer, RecordId(id): RecordI
 }
 
 /// Starts the act of a request (or opens the one it has).
-async fn report_start(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn report_start(State(s): State<AppState>, Posted { v, id, f: _ }: Posted) -> Response {
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let request = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
         Ok(r) => r,
         Err(e) => return page_error(t, e),
@@ -1838,19 +1900,10 @@ async fn report_start(
 }
 
 /// Saves, extends, trims or submits the act from its editor.
-async fn report_edit(
-    State(s): State<AppState>,
-    v: Viewer,
-    Path(id): Path<String>,
-    FormFields(f): FormFields,
-) -> Response {
+async fn report_edit(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     use crate::domain::ids::ReportId;
     use crate::store::reports;
     let t = v.tr;
-    let id = match posted_id(&v, &f, &id) {
-        Ok(id) => id,
-        Err(r) => return r.page(t),
-    };
     let mut rows = posted_rows(&f);
     let work_date = f.get("work_date").cloned().unwrap_or_default();
     let action = f.get("action").map_or("save", String::as_str);
@@ -2021,11 +2074,7 @@ async fn report_list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let t = v.tr;
-    let page = super::extract::page(Some(Page::DEFAULT), q.get("cursor").map(String::as_str))
-        .unwrap_or(Page {
-            limit: Page::DEFAULT,
-            after: None,
-        });
+    let page = list_page(&q);
     let filter = crate::store::reports::Filter::default();
     let (list, next_cursor) = match crate::store::reports::list(&s.db, &v.ctx, &filter, page).await
     {
