@@ -887,6 +887,19 @@ const AXE_PAGES = [
   { name: 'users', path: () => '/admin/users' },
   { name: 'user page', path: (d) => `/admin/users/${d.engineer.id}` },
   { name: 'audit log', path: () => '/admin/audit', shot: 'audit' },
+  {
+    name: 'password change with errors',
+    path: () => '/password',
+    then: async (page) => {
+      const form = page.locator('form[action="/password"]');
+      await form.locator('[name="current_password"]').fill('not the password at all');
+      await form.locator('[name="new_password"]').fill('a new long enough password');
+      const response = await submit(page, form.locator(SUBMIT));
+      assert.equal(response.status(), 422, 'a wrong current password should answer 422');
+      assert.equal(await page.locator('#current_password').getAttribute('aria-invalid'), 'true', 'the wrong field is marked');
+      await expectText(page.locator('#current_password-error'), RU('field.wrong_password'), 'the error next to the current password');
+    },
+  },
 ];
 
 describe('accessibility of the working pages (axe-core, WCAG 2 A and AA)', () => {

@@ -177,9 +177,10 @@ both! {
         assert_eq!(form.status, StatusCode::OK);
         let r = desk.submit(&app, &form, "/password", &[("current_password", "not it at all"), ("new_password", "a brand new long password")]).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(html(&r).contains("Текущий пароль указан неверно."), "{}", html(&r));
+        assert!(html(&r).contains("<p class=\"field-error\" id=\"current_password-error\">Текущий пароль указан неверно.</p>"), "next to its field: {}", html(&r));
         let r = desk.submit(&app, &form, "/password", &[("current_password", PASSWORD), ("new_password", "short")]).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(html(&r).contains("aria-invalid=\"true\" aria-describedby=\"new_password-error new-password-hint\""), "{}", html(&r));
         let r = desk.submit(&app, &form, "/password", &[("current_password", PASSWORD), ("new_password", "a brand new long password")]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         assert!(html(&desk.get(&app, "/password?done").await).contains("role=\"status\""));

@@ -2008,14 +2008,15 @@ async fn report_edit(State(s): State<AppState>, Posted { v, id, f }: Posted) -> 
 struct PasswordPage {
     l: Layout,
     done: bool,
-    error: Option<String>,
+    /// Nothing typed is kept (these are passwords); only what was wrong, by field.
+    form: FormState,
 }
 
 async fn password_form(v: Viewer, Query(q): Query<HashMap<String, String>>) -> Response {
     render(&PasswordPage {
         l: Layout::signed_in(&v, "", "/password"),
         done: q.contains_key("done"),
-        error: None,
+        form: FormState::default(),
     })
 }
 
@@ -2039,18 +2040,21 @@ async fn password_change(
     {
         Ok(()) => Redirect::to("/password?done").into_response(),
         Err(Error::Validation(fields)) => {
-            let message = fields
-                .iter()
-                .map(|fe| {
-                    t.get(&format!("field.{}", fe.code))
-                        .unwrap_or_else(|| t.t("field.invalid"))
+            // The rules of a new password name it `password`; on this form it is the new one.
+            let errors = field_errors(t, &fields)
+                .into_iter()
+                .map(|(name, msg)| match name.as_str() {
+                    "password" => ("new_password".to_owned(), msg),
+                    _ => (name, msg),
                 })
-                .collect::<Vec<_>>()
-                .join(" ");
+                .collect();
             let page = PasswordPage {
                 l: Layout::signed_in(&v, "", "/password"),
                 done: false,
-                error: Some(message),
+                form: FormState {
+                    values: HashMap::new(),
+                    errors,
+                },
             };
             (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
         }
