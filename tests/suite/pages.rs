@@ -432,9 +432,16 @@ both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         let page = eng.get(&app, &format!("/requests/{id}")).await;
         assert!(html(&page).contains("На месте, ищу неисправность"));
+        // A comment too long is refused next to its field, and what was typed stays.
+        let long = "Очень длинный комментарий. ".repeat(400);
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/comments"), &[("body", &long)]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&r));
+        assert!(html(&r).contains("aria-describedby=\"comment-body-error\""), "{}", html(&r));
+        assert!(html(&r).contains(long.trim_end()), "the typed comment is kept");
         // A move the workflow refuses is explained on the page, and changes nothing.
-        let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "closed")]).await;
+        let r = eng.submit(&app, &page, &format!("/requests/{id}/status"), &[("status", "closed"), ("comment", "Закрываю")]).await;
         assert_eq!(r.status, StatusCode::CONFLICT);
+        assert!(html(&r).contains("name=\"comment\" value=\"Закрываю\""), "the comment typed with the refused move stays");
         assert!(html(&r).contains("role=\"alert\">Такой переход невозможен. Доступные переходы: Выполнена."), "in the user's language, naming the moves: {}", html(&r));
         let api = app.get(&format!("/api/v1/requests/{id}"), &w.admin).await;
         assert_eq!(api.body["status"], "in_progress");

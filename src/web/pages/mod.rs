@@ -940,6 +940,8 @@ struct RequestPage {
     r: RowView,
     description: String,
     error: Option<String>,
+    /// The comment typed with a refused move or comment, and what was wrong with it.
+    form: FormState,
     engineer: String,
     /// Empty when there is none, or this viewer may not see it.
     engineer_phone: String,
@@ -968,7 +970,13 @@ impl RequestPage {
     }
 }
 
-async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<String>) -> Response {
+async fn request_page_for(
+    s: &AppState,
+    v: &Viewer,
+    id: i64,
+    error: Option<String>,
+    form: FormState,
+) -> Response {
     let t = v.tr;
     let r = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
         Ok(r) => r,
@@ -1018,6 +1026,7 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
         .map(|m| (m.as_str(), t.t(&format!("move.{}", m.as_str()))))
         .collect();
     render(&RequestPage {
+        form,
         description: r.description.clone(),
         report_id: r.report_id.map(|x| x.0),
         may_start_report: r.report_id.is_none()
@@ -1060,20 +1069,20 @@ async fn request_page_for(s: &AppState, v: &Viewer, id: i64, error: Option<Strin
 }
 
 async fn request_page(State(s): State<AppState>, v: Viewer, RecordId(id): RecordId) -> Response {
-    request_page_for(&s, &v, id, None).await
+    request_page_for(&s, &v, id, None, FormState::default()).await
 }
 
 async fn request_move(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let Some(status) = f.get("status").and_then(|st| Status::parse(st)) else {
         let refused = Error::field("status", "unknown_value", "not a status");
-        return after_change(&s, &v, id, Err(refused)).await;
+        return after_change(&s, &v, id, &f, Err(refused)).await;
     };
     let change = requests::StatusChange {
         status,
         comment: f.get("comment").cloned().unwrap_or_default(),
     };
     let result = requests::set_status(&s.db, &v.ctx, RequestId(id), change).await;
-    after_change(&s, &v, id, result.map(|_| ())).await
+    after_change(&s, &v, id, &f, result.map(|_| ())).await
 }
 
 /// A site in the new-request form, with what choosing it fills in.
@@ -1532,7 +1541,7 @@ async fn request_assign(State(s): State<AppState>, Posted { v, id, f }: Posted) 
             Ok(id) if id > 0 => Some(UserId(id)),
             _ => {
                 let refused = Error::field("assigned_to", "invalid", "not a user id");
-                return after_change(&s, &v, id, Err(refused)).await;
+                return after_change(&s, &v, id, &f, Err(refused)).await;
             }
         },
     };
@@ -1553,7 +1562,7 @@ async fn request_assign(State(s): State<AppState>, Posted { v, id, f }: Posted) 
         patch,
     )
     .await;
-    after_change(&s, &v, id, result.map(|_| ())).await
+    after_change(&s, &v, id, &f, result.map(|_| ())).await
 }
 
 /// Adds a comment to a request.
@@ -1562,11 +1571,17 @@ async fn request_comment(State(s): State<AppState>, Posted { v, id, f }: Posted)
         body: f.get("body").cloned().unwrap_or_default(),
     };
     let result = requests::add_comment(&s.db, &v.ctx, RequestId(id), c).await;
-    after_change(&s, &v, id, result.map(|_| ())).await
+    after_change(&s, &v, id, &f, result.map(|_| ())).await
 }
 
 /// Post/redirect/get after a change to a request, or the page with what went wrong.
-async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Error>) -> Response {
+async fn after_change(
+    s: &AppState,
+    v: &Viewer,
+    id: i64,
+    f: &HashMap<String, String>,
+    result: Result<(), Error>,
+) -> Response {
     match result {
         Ok(()) => Redirect::to(&format!("/requests/{id}")).into_response(),
         Err(Error::NotFound) => not_found(v.tr),
@@ -1574,7 +1589,12 @@ async fn after_change(s: &AppState, v: &Viewer, id: i64, result: Result<(), Erro
         Err(e) => {
             let status = refusal_status(&e);
             let message = problem_text(v.tr, &e);
-            let mut r = request_page_for(s, v, id, Some(message)).await;
+            // What was typed stays (a comment, say), and a field's problem stands next to it.
+            let form = FormState {
+                errors: form_problems(v.tr, &e).0,
+                ..FormState::posted(f)
+            };
+            let mut r = request_page_for(s, v, id, Some(message), form).await;
             *r.status_mut() = status;
             r
         }
@@ -1875,7 +1895,7 @@ async fn report_page(State(s): State<AppState>, v: Viewer, RecordId(id): RecordI
 }
 
 /// Starts the act of a request (or opens the one it has).
-async fn report_start(State(s): State<AppState>, Posted { v, id, f: _ }: Posted) -> Response {
+async fn report_start(State(s): State<AppState>, Posted { v, id, f }: Posted) -> Response {
     let t = v.tr;
     let request = match requests::get(&s.db, &v.ctx, RequestId(id)).await {
         Ok(r) => r,
@@ -1895,7 +1915,7 @@ async fn report_start(State(s): State<AppState>, Posted { v, id, f: _ }: Posted)
     let result = crate::store::reports::create(&s.db, &v.ctx, input).await;
     match result {
         Ok(r) => Redirect::to(&format!("/reports/{}", r.id.0)).into_response(),
-        Err(e) => after_change(&s, &v, id, Err(e)).await,
+        Err(e) => after_change(&s, &v, id, &f, Err(e)).await,
     }
 }
 
