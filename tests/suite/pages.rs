@@ -343,6 +343,8 @@ both! {
         assert!(html(&app.send(req).await).contains("<html lang=\"en\">"));
         let req = Request::get("/login").header("accept-language", "en-GB,en;q=0.9").header("cookie", "ferum_lang=ru").body(Body::empty()).unwrap();
         assert!(html(&app.send(req).await).contains("<html lang=\"ru\">"));
+        let r = app.send(Request::get("/login").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.headers["vary"], "Cookie, Accept-Language", "caches keep each language apart");
         let req = Request::get("/login").header("accept-language", "de-DE").body(Body::empty()).unwrap();
         assert!(html(&app.send(req).await).contains("<html lang=\"ru\">"), "Russian when neither is asked for");
         // Without the token the switch is refused.

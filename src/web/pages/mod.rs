@@ -156,9 +156,10 @@ impl Layout {
     }
 }
 
+/// A page as HTML. Its words depend on the language cookie and the browser's languages.
 fn render(t: &impl Template) -> Response {
     match t.render() {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => ([(header::VARY, "Cookie, Accept-Language")], Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering a page");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
