@@ -202,11 +202,48 @@ pub fn can(actor: &Actor, resource: Resource, action: Action) -> bool {
         .any(|r| role_allows(*r, resource, action))
 }
 
-/// Whether the actor may read the audit log: administrators and the director. (The
-/// financial and operational subsets the other roles get are not separated yet, so they see
-/// none of it.)
+/// Entries of the audit log about the service's operations.
+pub const OPERATIONAL_ENTITIES: [&str; 5] = ["customer", "object", "project", "request", "report"];
+/// Entries of the audit log about money.
+pub const FINANCIAL_ENTITIES: [&str; 2] = ["invoice", "payroll"];
+
+/// The part of the audit log an actor reads (the access matrix's last row): everything for
+/// administrators and the director; the financial entries for the accountant; the
+/// operational ones for the head of service; a project manager's own projects, with their
+/// requests and acts. A user with several roles reads the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditScope {
+    All,
+    Parts {
+        operational: bool,
+        financial: bool,
+        /// The projects this user manages.
+        projects_of: Option<UserId>,
+    },
+    Nothing,
+}
+
+pub fn audit_scope(actor: &Actor) -> AuditScope {
+    if actor.has_any(&[Role::Admin, Role::Director]) {
+        return AuditScope::All;
+    }
+    let operational = actor.has(Role::DepartmentHead);
+    let financial = actor.has(Role::Accountant);
+    let projects_of = actor.has(Role::ProjectManager).then_some(actor.user_id);
+    if operational || financial || projects_of.is_some() {
+        AuditScope::Parts {
+            operational,
+            financial,
+            projects_of,
+        }
+    } else {
+        AuditScope::Nothing
+    }
+}
+
+/// Whether the actor reads any of the audit log.
 pub fn may_read_audit(actor: &Actor) -> bool {
-    actor.has_any(&[Role::Admin, Role::Director])
+    audit_scope(actor) != AuditScope::Nothing
 }
 
 /// Which records of a resource exist for an actor.
@@ -244,6 +281,43 @@ pub fn scope(actor: &Actor, resource: Resource) -> Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_role_reads_its_part_of_the_audit_log() {
+        use AuditScope::*;
+        let part = |operational, financial, projects_of| Parts {
+            operational,
+            financial,
+            projects_of,
+        };
+        assert_eq!(audit_scope(&actor(&[Role::Admin])), All);
+        assert_eq!(audit_scope(&actor(&[Role::Director])), All);
+        assert_eq!(
+            audit_scope(&actor(&[Role::Accountant])),
+            part(false, true, None)
+        );
+        assert_eq!(
+            audit_scope(&actor(&[Role::DepartmentHead])),
+            part(true, false, None)
+        );
+        assert_eq!(
+            audit_scope(&actor(&[Role::ProjectManager])),
+            part(false, false, Some(UserId(7)))
+        );
+        assert_eq!(
+            audit_scope(&actor(&[Role::ProjectManager, Role::Accountant])),
+            part(false, true, Some(UserId(7))),
+            "several roles read the union"
+        );
+        assert_eq!(
+            audit_scope(&actor(&[Role::Accountant, Role::Director])),
+            All
+        );
+        for nobody in [Role::OfficeManager, Role::Engineer, Role::Client] {
+            assert_eq!(audit_scope(&actor(&[nobody])), Nothing, "{nobody:?}");
+            assert!(!may_read_audit(&actor(&[nobody])));
+        }
+    }
 
     fn actor(roles: &[Role]) -> Actor {
         Actor {

@@ -2,6 +2,7 @@
 //! There is deliberately no function here that updates or deletes an entry.
 
 use super::{Ctx, Db, Page, Q, Tx, db_ts};
+use crate::domain::access::{AuditScope, FINANCIAL_ENTITIES, OPERATIONAL_ENTITIES};
 use crate::domain::audit::{Break, EntryContent, check, entry_hash};
 use crate::domain::ids::UserId;
 use crate::error::Result;
@@ -250,9 +251,11 @@ pub struct Entry {
     pub after: Option<Value>,
 }
 
-/// Lists entries newest first, optionally for one entity.
+/// Lists the entries this reader may see (see [`AuditScope`]) newest first, optionally for
+/// one entity. The reader's part is chosen in the query.
 pub async fn list(
     db: &Db,
+    scope: AuditScope,
     entity: Option<&str>,
     entity_id: Option<i64>,
     page: Page,
@@ -260,6 +263,48 @@ pub async fn list(
     let mut q = Q::new(
         "SELECT id, at, user_id, ip, action, entity, entity_id, before_json, after_json FROM audit_log WHERE 1 = 1",
     );
+    match scope {
+        AuditScope::All => {}
+        AuditScope::Nothing => {
+            q.push(" AND 1 = 0");
+        }
+        AuditScope::Parts {
+            operational,
+            financial,
+            projects_of,
+        } => {
+            q.push(" AND (1 = 0");
+            let mut entities: Vec<&str> = Vec::new();
+            if operational {
+                entities.extend(OPERATIONAL_ENTITIES);
+            }
+            if financial {
+                entities.extend(FINANCIAL_ENTITIES);
+            }
+            for e in entities {
+                q.push(" OR entity = ").bind(e.to_owned());
+            }
+            if let Some(manager) = projects_of {
+                q.push(" OR (entity = 'project' AND entity_id IN (SELECT id FROM projects WHERE manager_id = ")
+                    .bind(manager.0)
+                    .push("))")
+                    .push(
+                        " OR (entity = 'request' AND entity_id IN (SELECT r.id FROM service_requests r \
+                         JOIN projects p ON p.id = r.project_id WHERE p.manager_id = ",
+                    )
+                    .bind(manager.0)
+                    .push("))")
+                    .push(
+                        " OR (entity = 'report' AND entity_id IN (SELECT a.id FROM service_reports a \
+                         JOIN service_requests r ON r.id = a.request_id \
+                         JOIN projects p ON p.id = r.project_id WHERE p.manager_id = ",
+                    )
+                    .bind(manager.0)
+                    .push("))");
+            }
+            q.push(")");
+        }
+    }
     if let Some(e) = entity {
         q.push(" AND entity = ").bind(e.to_owned());
     }

@@ -114,6 +114,24 @@ pub async fn find(db: &Db, id: UserId) -> Result<Option<UserRow>> {
     q.fetch_optional(db.pool()).await
 }
 
+/// The names of these users, to say who did what in records the reader may see (the audit
+/// log); ids without a user are left out.
+pub async fn names(db: &Db, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut q = Q::new("SELECT id, name FROM users WHERE id IN (");
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            q.push(", ");
+        }
+        q.bind(*id);
+    }
+    q.push(")");
+    let rows: Vec<(i64, String)> = q.fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn count(db: &Db) -> Result<i64> {
     Q::new("SELECT COUNT(*) FROM users").scalar(db.pool()).await
 }

@@ -737,7 +737,8 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-/// The audit log, newest first (administrators and the director).
+/// The audit log, newest first: all of it for administrators and the director, their part
+/// for the accountant, the head of service and project managers.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditList), (status = 404, body = Problem)))]
 async fn list_audit(
     State(s): State<AppState>,
@@ -747,9 +748,10 @@ async fn list_audit(
     if !crate::domain::access::may_read_audit(&ctx.actor) {
         return Err(Error::NotFound);
     }
+    let scope = crate::domain::access::audit_scope(&ctx.actor);
     let p = page(f.limit, f.cursor.as_deref())?;
     Ok(axum::Json(
-        audit::list(&s.db, f.entity.as_deref(), f.entity_id, p)
+        audit::list(&s.db, scope, f.entity.as_deref(), f.entity_id, p)
             .await?
             .into(),
     ))

@@ -323,6 +323,55 @@ both! {
         assert!(!html(&eng.get(&app, "/").await).contains("/admin/audit"));
     }
 
+    async fn each_role_reads_its_part_of_the_audit_log(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let pm = app.user(&[Role::ProjectManager], None).await;
+        let head = app.user(&[Role::DepartmentHead], None).await;
+        let accountant = app.user(&[Role::Accountant], None).await;
+        let office = app.user(&[Role::OfficeManager], None).await;
+        // The project manager's own project, with its own site and request; the world's
+        // request belongs to a project someone else manages.
+        let site = app.object(&w.admin, w.customer, "Цех №2").await;
+        let own = app.post("/api/v1/projects", &w.admin, json!({"customer_id": w.customer, "name": "Свой договор", "start_date": "2026-01-01", "status": "active", "manager_id": pm.id, "objects": [{"object_id": site}]})).await;
+        assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+        let mine = app.request(&w.admin, site, "maintenance").await["id"].as_i64().unwrap();
+        let other = app.request(&w.admin, w.object, "maintenance").await["id"].as_i64().unwrap();
+
+        let mut b = Browser::default();
+        b.sign_in(&app, &pm.email).await;
+        let page = b.get(&app, "/admin/audit").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+        assert!(html(&page).contains(&format!(">request {mine}</a>")), "{}", html(&page));
+        assert!(html(&page).contains(&format!(">project {}</a>", own.body["id"])));
+        assert!(!html(&page).contains(&format!(">request {other}</a>")), "not another manager's request");
+        assert!(!html(&page).contains(">customer ") && !html(&page).contains(">user "), "{}", html(&page));
+        assert!(!html(&page).contains("name=\"verify\""), "the chain is walked by those who read all of it");
+        // The same part through the API, and a filter cannot widen it.
+        let api = app.get(&format!("/api/v1/audit?entity=request&entity_id={other}"), &pm).await;
+        api.assert(StatusCode::OK);
+        assert!(api.ids().is_empty(), "{}", api.body);
+
+        let mut b = Browser::default();
+        b.sign_in(&app, &head.email).await;
+        let page = b.get(&app, "/admin/audit").await;
+        assert!(html(&page).contains(&format!(">request {other}</a>")) && html(&page).contains(&format!(">request {mine}</a>")));
+        assert!(html(&page).contains(&format!(">customer {}</a>", w.customer)));
+        assert!(!html(&page).contains(">user "), "operations, not accounts: {}", html(&page));
+
+        let mut b = Browser::default();
+        b.sign_in(&app, &accountant.email).await;
+        let page = b.get(&app, "/admin/audit").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(html(&page).contains("Записей нет."), "no financial entries yet: {}", html(&page));
+        assert!(html(&page).contains("href=\"/admin/audit\""), "the menu has it");
+
+        let mut b = Browser::default();
+        b.sign_in(&app, &office.email).await;
+        assert_eq!(b.get(&app, "/admin/audit").await.status, StatusCode::NOT_FOUND);
+        app.get("/api/v1/audit", &office).await.problem(StatusCode::NOT_FOUND, "not_found");
+    }
+
     async fn the_language_switch_is_remembered(app) {
         let w = app.world().await;
         let mut b = Browser::default();
