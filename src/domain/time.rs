@@ -21,6 +21,19 @@ pub fn date_from_db(s: &str) -> anyhow::Result<NaiveDate> {
     Ok(NaiveDate::parse_from_str(s, "%Y-%m-%d")?)
 }
 
+/// The moment a calendar day begins in a time zone, in UTC (the first moment that exists, on
+/// a day whose midnight a clock change skips).
+pub fn day_start(tz: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let mut local = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    loop {
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        local += chrono::Duration::minutes(30);
+    }
+}
+
 /// Serialises timestamps as RFC 3339 UTC with second precision or finer, always `Z`.
 pub mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
@@ -48,6 +61,25 @@ pub mod rfc3339 {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn days_begin_at_local_midnight() {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        assert_eq!(
+            day_start(chrono_tz::Europe::Moscow, day),
+            Utc.with_ymd_and_hms(2026, 3, 1, 21, 0, 0).unwrap()
+        );
+        assert_eq!(
+            day_start(chrono_tz::UTC, day),
+            Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+        );
+        // Santiago skipped midnight on 2026-09-06: the day began at 01:00 local.
+        let skipped = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(
+            day_start(chrono_tz::America::Santiago, skipped),
+            Utc.with_ymd_and_hms(2026, 9, 6, 4, 0, 0).unwrap()
+        );
+    }
 
     #[test]
     fn db_text_sorts_like_time() {

@@ -251,13 +251,27 @@ pub struct Entry {
     pub after: Option<Value>,
 }
 
-/// Lists the entries this reader may see (see [`AuditScope`]) newest first, optionally for
-/// one entity. The reader's part is chosen in the query.
+/// Which entries to list, within the reader's part of the log.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Entries about this kind of record (`request`, `user`…).
+    pub entity: Option<String>,
+    /// Entries about the record with this id.
+    pub entity_id: Option<i64>,
+    /// Entries of what this user did.
+    pub user_id: Option<i64>,
+    /// Entries at or after this moment.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries before this moment.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Lists the entries this reader may see (see [`AuditScope`]) newest first, filtered. The
+/// reader's part is chosen in the query.
 pub async fn list(
     db: &Db,
     scope: AuditScope,
-    entity: Option<&str>,
-    entity_id: Option<i64>,
+    f: &Filter,
     page: Page,
 ) -> Result<(Vec<Entry>, Option<String>)> {
     let mut q = Q::new(
@@ -305,11 +319,20 @@ pub async fn list(
             q.push(")");
         }
     }
-    if let Some(e) = entity {
-        q.push(" AND entity = ").bind(e.to_owned());
+    if let Some(e) = &f.entity {
+        q.push(" AND entity = ").bind(e.clone());
     }
-    if let Some(id) = entity_id {
+    if let Some(id) = f.entity_id {
         q.push(" AND entity_id = ").bind(id);
+    }
+    if let Some(u) = f.user_id {
+        q.push(" AND user_id = ").bind(u);
+    }
+    if let Some(from) = f.from {
+        q.push(" AND at >= ").bind(db_ts(from));
+    }
+    if let Some(to) = f.to {
+        q.push(" AND at < ").bind(db_ts(to));
     }
     page.apply(&mut q, "id");
     let rows: Vec<EntryRow> = q.fetch_all(db.pool()).await?;

@@ -9,6 +9,7 @@ use crate::store::{audit, customers, objects, projects, reports, requests, users
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -733,13 +734,19 @@ async fn approve_report(
 pub struct AuditQuery {
     pub entity: Option<String>,
     pub entity_id: Option<i64>,
+    /// Only what this user did.
+    pub user_id: Option<i64>,
+    /// Entries at or after this moment (RFC 3339).
+    pub from: Option<String>,
+    /// Entries before this moment (RFC 3339).
+    pub to: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
 /// The audit log, newest first: all of it for administrators and the director, their part
 /// for the accountant, the head of service and project managers.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditList), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditList), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_audit(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -750,9 +757,29 @@ async fn list_audit(
     }
     let scope = crate::domain::access::audit_scope(&ctx.actor);
     let p = page(f.limit, f.cursor.as_deref())?;
+    let moment = |field: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>> {
+        v.as_deref()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t.trim())
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        Error::field(
+                            field,
+                            "invalid",
+                            "an RFC 3339 moment, e.g. 2026-03-01T00:00:00Z",
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let filter = audit::Filter {
+        entity: f.entity.clone(),
+        entity_id: f.entity_id,
+        user_id: f.user_id,
+        from: moment("from", &f.from)?,
+        to: moment("to", &f.to)?,
+    };
     Ok(axum::Json(
-        audit::list(&s.db, scope, f.entity.as_deref(), f.entity_id, p)
-            .await?
-            .into(),
+        audit::list(&s.db, scope, &filter, p).await?.into(),
     ))
 }

@@ -302,7 +302,22 @@ both! {
         assert!(html(&page).contains("href=\"/admin/audit\" aria-current=\"page\""));
         assert!(html(&page).contains(&format!("<a href=\"/customers/{}\">customer {}</a>", w.customer, w.customer)), "{}", html(&page));
         let admin_name: String = sqlx::query_scalar(&format!("SELECT name FROM users WHERE id = {}", w.admin.id)).fetch_one(app.db.pool()).await.unwrap();
-        assert!(html(&page).contains(&format!("<td>{admin_name}</td>")), "entries name who did it");
+        assert!(html(&page).contains(&format!("<a href=\"/admin/audit?user_id={}\" title=\"Только этот пользователь\">{admin_name}</a>", w.admin.id)), "entries name who did it: {}", html(&page));
+        // What one user did: the engineer has done nothing yet, the administrator everything.
+        let theirs = admin.get(&app, &format!("/admin/audit?user_id={}", w.engineer.id)).await;
+        assert!(html(&theirs).contains("Записей нет."), "{}", html(&theirs));
+        let mine = admin.get(&app, &format!("/admin/audit?user_id={}", w.admin.id)).await;
+        assert!(html(&mine).contains(&format!("Только действия пользователя {admin_name}.")));
+        assert!(html(&mine).contains(&format!(">customer {}</a>", w.customer)));
+        // Days of the company's calendar: the world was made today (the test clock's day).
+        let today = app.clock.now().with_timezone(&chrono_tz::Europe::Moscow).date_naive();
+        let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        let on = admin.get(&app, &format!("/admin/audit?from={}&to={}", day(today), day(today))).await;
+        assert!(html(&on).contains(&format!(">customer {}</a>", w.customer)), "{}", html(&on));
+        let before = admin.get(&app, &format!("/admin/audit?to={}", day(today.pred_opt().unwrap()))).await;
+        assert!(html(&before).contains("Записей нет."), "{}", html(&before));
+        let after = admin.get(&app, &format!("/admin/audit?from={}", day(today.succ_opt().unwrap()))).await;
+        assert!(html(&after).contains("Записей нет."));
         // Filtered to one record.
         let one = admin.get(&app, &format!("/admin/audit?entity=object&entity_id={}", w.object)).await;
         assert!(html(&one).contains(&format!(">object {}</a>", w.object)));
@@ -351,6 +366,11 @@ both! {
         let api = app.get(&format!("/api/v1/audit?entity=request&entity_id={other}"), &pm).await;
         api.assert(StatusCode::OK);
         assert!(api.ids().is_empty(), "{}", api.body);
+        let api = app.get(&format!("/api/v1/audit?entity=request&entity_id={mine}&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"), &pm).await;
+        assert!(!api.ids().is_empty(), "{}", api.body);
+        let api = app.get("/api/v1/audit?from=yesterday", &pm).await;
+        assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", api.body);
+        assert_eq!(api.body["errors"][0]["field"], "from");
 
         let mut b = Browser::default();
         b.sign_in(&app, &head.email).await;

@@ -346,6 +346,7 @@ async fn user_change(State(s): State<AppState>, Posted { v, id, f }: Posted) -> 
 pub struct AuditRow {
     pub at: String,
     pub who: String,
+    pub who_id: Option<i64>,
     pub ip: String,
     pub action: String,
     pub entity: String,
@@ -364,6 +365,12 @@ struct AuditPage {
     entities: Vec<&'static str>,
     entity: String,
     entity_id: String,
+    /// Only what this user did, when chosen by a click on their name.
+    user_id: String,
+    user_name: Option<String>,
+    /// Days, as date inputs hold them.
+    from: String,
+    to: String,
     may_verify: bool,
     chain: Option<String>,
     next_href: Option<String>,
@@ -395,17 +402,27 @@ async fn audit_page(
     if !may_read_audit(&v.ctx.actor) {
         return not_found(t);
     }
-    let entity = q
-        .get("entity")
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty());
-    let entity_id = q
-        .get("entity_id")
-        .and_then(|i| i.trim().parse::<i64>().ok());
-    let page = list_page(&q);
+    let text = |k: &str| q.get(k).map_or("", |v| v.trim()).to_owned();
+    let (entity, entity_id, user_id, from, to) = (
+        text("entity"),
+        text("entity_id"),
+        text("user_id"),
+        text("from"),
+        text("to"),
+    );
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+    let filter = audit::Filter {
+        entity: (!entity.is_empty()).then(|| entity.clone()),
+        entity_id: entity_id.parse().ok(),
+        user_id: user_id.parse().ok(),
+        // Days of the company's calendar, both included.
+        from: day(&from).map(|d| crate::domain::time::day_start(t.tz, d)),
+        to: day(&to)
+            .and_then(|d| d.succ_opt())
+            .map(|d| crate::domain::time::day_start(t.tz, d)),
+    };
     let scope = audit_scope(&v.ctx.actor);
-    let (entries, next) = match audit::list(&s.db, scope, entity.as_deref(), entity_id, page).await
-    {
+    let (entries, next) = match audit::list(&s.db, scope, &filter, list_page(&q)).await {
         Ok(x) => x,
         Err(e) => return page_error(t, e),
     };
@@ -437,6 +454,7 @@ async fn audit_page(
                 Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
                 None => "—".to_owned(),
             },
+            who_id: e.user_id,
             ip: e.ip,
             href: record_href(&e.entity, e.entity_id),
             entity_id: e.entity_id.map_or_else(String::new, |i| i.to_string()),
@@ -446,11 +464,18 @@ async fn audit_page(
             after: compact(e.after),
         })
         .collect();
-    let entity = entity.unwrap_or_default();
-    let entity_id = entity_id.map_or_else(String::new, |i| i.to_string());
+    let user_name = filter
+        .user_id
+        .map(|id| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")));
     let next_href = next_href(
         "/admin/audit",
-        &[("entity", &entity), ("entity_id", &entity_id)],
+        &[
+            ("entity", &entity),
+            ("entity_id", &entity_id),
+            ("user_id", &user_id),
+            ("from", &from),
+            ("to", &to),
+        ],
         next,
     );
     render(&AuditPage {
@@ -459,6 +484,10 @@ async fn audit_page(
         entities: AUDIT_ENTITIES.to_vec(),
         entity,
         entity_id,
+        user_id,
+        user_name,
+        from,
+        to,
         may_verify,
         chain,
         next_href,
