@@ -347,3 +347,47 @@ both! {
         assert_eq!(app.get(&format!("/api/v1/objects/{}", w.object), &w.admin).await.body["archived"], false);
     }
 }
+
+both! {
+    async fn records_nothing_refers_to_are_deleted_and_the_rest_stay(app) {
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let w = app.world().await;
+        let mut admin = signed_in(&app, &w.admin).await;
+        // A customer with nothing of its own goes, after the confirmation the button asks for.
+        let lonely = app.customer(&w.admin, "ООО Пустышка", next_inn()).await;
+        let page = admin.get(&app, &format!("/customers/{lonely}")).await;
+        assert!(html(&page).contains(&format!("action=\"/customers/{lonely}/delete\"")), "{}", html(&page));
+        assert!(html(&page).contains("data-confirm=\"Удалить заказчика безвозвратно?\""));
+        let r = admin.submit(&app, &page, &format!("/customers/{lonely}/delete"), &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+        assert_eq!(location(&r), "/customers?deleted");
+        assert!(html(&admin.get(&app, "/customers?deleted").await).contains("role=\"status\">Заказчик удалён."));
+        assert_eq!(admin.get(&app, &format!("/customers/{lonely}")).await.status, StatusCode::NOT_FOUND);
+        // A site with a request stays (archive it instead), and so does its customer.
+        app.request(&w.admin, w.object, "maintenance").await;
+        let page = admin.get(&app, &format!("/objects/{}", w.object)).await;
+        let r = admin.submit(&app, &page, &format!("/objects/{}/delete", w.object), &[]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", html(&r));
+        assert!(html(&r).contains("role=\"alert\">На объект ссылаются заявки или проекты"), "{}", html(&r));
+        assert_eq!(admin.get(&app, &format!("/objects/{}", w.object)).await.status, StatusCode::OK);
+        let page = admin.get(&app, &format!("/customers/{}", w.customer)).await;
+        let r = admin.submit(&app, &page, &format!("/customers/{}/delete", w.customer), &[]).await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert!(html(&r).contains("У заказчика ещё есть объекты"), "{}", html(&r));
+        // An office manager may edit but not delete: no button, and a forged post is refused.
+        let office = app.user(&[Role::OfficeManager], None).await;
+        let spare = app.customer(&w.admin, "ООО Запасной", next_inn()).await;
+        let mut om = signed_in(&app, &office).await;
+        let page = om.get(&app, &format!("/customers/{spare}")).await;
+        assert!(!html(&page).contains("/delete\""), "{}", html(&page));
+        let r = om.submit(&app, &page, &format!("/customers/{spare}/delete"), &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", html(&r));
+        assert_eq!(admin.get(&app, &format!("/customers/{spare}")).await.status, StatusCode::OK);
+        // Without the form's token nothing is deleted.
+        let r = admin.post(&app, &format!("/customers/{spare}/delete"), &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(admin.get(&app, &format!("/customers/{spare}")).await.status, StatusCode::OK);
+        let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'delete' AND entity = 'customer'").fetch_one(app.db.pool()).await.unwrap();
+        assert_eq!(audit, 1, "the one deletion is audited");
+    }
+}

@@ -20,6 +20,9 @@ pub fn routes() -> Router<AppState> {
         .route("/projects", get(project_list).post(project_create))
         .route("/projects/{id}", get(project_page).post(project_update))
         .route("/projects/{id}/objects", post(project_add_object))
+        .route("/customers/{id}/delete", post(customer_delete))
+        .route("/objects/{id}/delete", post(object_delete))
+        .route("/projects/{id}/delete", post(project_delete))
         .route(
             "/projects/{id}/objects/{object_id}/remove",
             post(project_remove_object),
@@ -121,6 +124,31 @@ enum Kind {
 }
 
 impl Kind {
+    fn list_path(self) -> &'static str {
+        match self {
+            Kind::Customer => "/customers",
+            Kind::Object => "/objects",
+            Kind::Project => "/projects",
+        }
+    }
+
+    fn deleted(self, t: Tr) -> &'static str {
+        match self {
+            Kind::Customer => t.t("customers.deleted"),
+            Kind::Object => t.t("objects.deleted"),
+            Kind::Project => t.t("projects.deleted"),
+        }
+    }
+
+    /// Why a record still in use cannot be deleted.
+    fn in_use(self, t: Tr) -> &'static str {
+        match self {
+            Kind::Customer => t.t("customers.in_use"),
+            Kind::Object => t.t("objects.in_use"),
+            Kind::Project => t.t("projects.in_use"),
+        }
+    }
+
     fn stale(self, t: Tr) -> &'static str {
         match self {
             Kind::Customer => t.t("customers.stale"),
@@ -204,6 +232,7 @@ fn on_form(t: Tr, kind: Kind, e: Error, form: &mut FormState) -> Result<Outcome,
     Ok(Outcome {
         alert: Some(alert.to_owned()),
         status,
+        notice: None,
     })
 }
 
@@ -228,6 +257,8 @@ fn refused_role(t: Tr, kind: Kind) -> Response {
 struct Outcome {
     alert: Option<String>,
     status: StatusCode,
+    /// What went well, for a list after a deletion.
+    notice: Option<&'static str>,
 }
 
 impl Outcome {
@@ -235,7 +266,38 @@ impl Outcome {
         Outcome {
             alert: None,
             status: StatusCode::OK,
+            notice: None,
         }
+    }
+
+    /// A list's outcome: the notice of a deletion that led here.
+    fn of_list(t: Tr, kind: Kind, q: &HashMap<String, String>) -> Outcome {
+        Outcome {
+            notice: q.contains_key("deleted").then(|| kind.deleted(t)),
+            ..Outcome::fine()
+        }
+    }
+}
+
+/// What became of a deletion.
+enum Deleted {
+    /// Gone: on to the list.
+    Gone(Redirect),
+    /// Still referred to: the record's page says why.
+    Stays(Outcome),
+    /// Not this user's to delete, or not there.
+    Refused(Response),
+}
+
+fn deleted(t: Tr, kind: Kind, result: Result<(), Error>) -> Deleted {
+    match result {
+        Ok(()) => Deleted::Gone(Redirect::to(&format!("{}?deleted", kind.list_path()))),
+        Err(Error::Conflict { .. }) => Deleted::Stays(Outcome {
+            alert: Some(kind.in_use(t).to_owned()),
+            status: StatusCode::CONFLICT,
+            notice: None,
+        }),
+        Err(e) => Deleted::Refused(elsewhere(t, kind, e)),
     }
 }
 
@@ -290,6 +352,7 @@ struct CustomersPage {
     may_create: bool,
     form: FormState,
     alert: Option<String>,
+    notice: Option<&'static str>,
 }
 
 async fn customer_list(
@@ -297,7 +360,8 @@ async fn customer_list(
     v: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    customers_view(&s, &v, &q, FormState::default(), Outcome::fine()).await
+    let outcome = Outcome::of_list(v.tr, Kind::Customer, &q);
+    customers_view(&s, &v, &q, FormState::default(), outcome).await
 }
 
 async fn customers_view(
@@ -334,6 +398,7 @@ async fn customers_view(
         may_create: can(&v.ctx.actor, Resource::Customers, Action::Create),
         form,
         alert: outcome.alert,
+        notice: outcome.notice,
     };
     with_status(render(&page), outcome.status)
 }
@@ -386,6 +451,8 @@ struct CustomerPage {
     may_add_project: bool,
     form: FormState,
     alert: Option<String>,
+    /// May delete the record (it stays while something refers to it).
+    may_delete: bool,
     notice: Option<&'static str>,
 }
 
@@ -460,6 +527,7 @@ async fn customer_view(
         c,
         form,
         alert: outcome.alert,
+        may_delete: can(&v.ctx.actor, Resource::Customers, Action::Delete),
         notice,
     };
     with_status(render(&page), outcome.status)
@@ -530,6 +598,7 @@ struct ObjectsPage {
     engineers: Vec<(i64, String, bool)>,
     form: FormState,
     alert: Option<String>,
+    notice: Option<&'static str>,
 }
 
 async fn object_list(
@@ -542,7 +611,8 @@ async fn object_list(
     if let Some(c) = q.get("customer") {
         form.set("customer_id", c.clone());
     }
-    objects_view(&s, &v, &q, form, Outcome::fine()).await
+    let outcome = Outcome::of_list(v.tr, Kind::Object, &q);
+    objects_view(&s, &v, &q, form, outcome).await
 }
 
 /// Engineers to tick, with the form's choice.
@@ -640,6 +710,7 @@ async fn objects_view(
         engineers,
         form,
         alert: outcome.alert,
+        notice: outcome.notice,
     };
     with_status(render(&page), outcome.status)
 }
@@ -734,6 +805,8 @@ struct ObjectPage {
     engineers: Vec<(i64, String, bool)>,
     form: FormState,
     alert: Option<String>,
+    /// May delete the record (it stays while something refers to it).
+    may_delete: bool,
     notice: Option<&'static str>,
 }
 
@@ -831,6 +904,7 @@ async fn object_view(
         o,
         form,
         alert: outcome.alert,
+        may_delete: can(&v.ctx.actor, Resource::Objects, Action::Delete),
         notice,
     };
     with_status(render(&page), outcome.status)
@@ -915,6 +989,7 @@ struct ProjectsPage {
     managers: Vec<(i64, String)>,
     form: FormState,
     alert: Option<String>,
+    notice: Option<&'static str>,
 }
 
 fn dates_text(start: NaiveDate, end: Option<NaiveDate>) -> String {
@@ -962,7 +1037,8 @@ async fn project_list(
     if let Some(c) = q.get("customer") {
         form.set("customer_id", c.clone());
     }
-    projects_view(&s, &v, &q, form, Outcome::fine()).await
+    let outcome = Outcome::of_list(v.tr, Kind::Project, &q);
+    projects_view(&s, &v, &q, form, outcome).await
 }
 
 async fn projects_view(
@@ -1036,6 +1112,7 @@ async fn projects_view(
         managers,
         form,
         alert: outcome.alert,
+        notice: outcome.notice,
     };
     with_status(render(&page), outcome.status)
 }
@@ -1187,6 +1264,8 @@ struct ProjectPage {
     statuses: Vec<(&'static str, &'static str)>,
     form: FormState,
     alert: Option<String>,
+    /// May delete the record (it stays while something refers to it).
+    may_delete: bool,
     notice: Option<&'static str>,
 }
 
@@ -1318,6 +1397,7 @@ async fn project_view(
         p,
         form,
         alert: outcome.alert,
+        may_delete: can(&v.ctx.actor, Resource::Projects, Action::Delete),
         notice,
     };
     with_status(render(&page), outcome.status)
@@ -1404,5 +1484,37 @@ async fn project_remove_object(
                 Err(e) => elsewhere(t, Kind::Project, e),
             }
         }
+    }
+}
+
+// ------------------------------------------------------------------ deletion
+
+/// Deletes a customer with nothing left that refers to it.
+async fn customer_delete(State(s): State<AppState>, Posted { v, id, f: _ }: Posted) -> Response {
+    let result = customers::delete(&s.db, &v.ctx, CustomerId(id)).await;
+    match deleted(v.tr, Kind::Customer, result) {
+        Deleted::Gone(to) => to.into_response(),
+        Deleted::Stays(outcome) => customer_view(&s, &v, id, None, outcome, None).await,
+        Deleted::Refused(page) => page,
+    }
+}
+
+/// Deletes a site no request refers to (one that has them is archived instead).
+async fn object_delete(State(s): State<AppState>, Posted { v, id, f: _ }: Posted) -> Response {
+    let result = objects::delete(&s.db, &v.ctx, ObjectId(id)).await;
+    match deleted(v.tr, Kind::Object, result) {
+        Deleted::Gone(to) => to.into_response(),
+        Deleted::Stays(outcome) => object_view(&s, &v, id, None, outcome, None).await,
+        Deleted::Refused(page) => page,
+    }
+}
+
+/// Deletes a project no request refers to.
+async fn project_delete(State(s): State<AppState>, Posted { v, id, f: _ }: Posted) -> Response {
+    let result = projects::delete(&s.db, &v.ctx, ProjectId(id)).await;
+    match deleted(v.tr, Kind::Project, result) {
+        Deleted::Gone(to) => to.into_response(),
+        Deleted::Stays(outcome) => project_view(&s, &v, id, None, None, outcome, None).await,
+        Deleted::Refused(page) => page,
     }
 }
