@@ -231,6 +231,8 @@ pub struct Filter {
     pub customer: Option<i64>,
     pub kind: Option<String>,
     pub archived: Option<bool>,
+    /// Only the objects of this project.
+    pub project: Option<i64>,
 }
 
 pub async fn list(
@@ -252,6 +254,11 @@ pub async fn list(
     }
     if let Some(a) = f.archived {
         q.push(" AND o.archived = ").bind(i64::from(a));
+    }
+    if let Some(p) = f.project {
+        q.push(" AND o.id IN (SELECT object_id FROM project_objects WHERE project_id = ")
+            .bind(p)
+            .push(")");
     }
     page.apply(&mut q, "o.id");
     let mut tx = db.pool().begin().await?;

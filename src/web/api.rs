@@ -280,6 +280,8 @@ pub struct ObjectQuery {
     pub customer: Option<i64>,
     pub kind: Option<String>,
     pub archived: Option<bool>,
+    /// Only the objects of this project.
+    pub project: Option<i64>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -297,6 +299,7 @@ async fn list_objects(
         customer: f.customer,
         kind: f.kind,
         archived: f.archived,
+        project: f.project,
     };
     Ok(axum::Json(
         objects::list(&s.db, &ctx, &filter, p).await?.into(),

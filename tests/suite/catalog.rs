@@ -139,6 +139,11 @@ both! {
         let o3 = app.object(&admin, c1, "O3").await;
         app.post(&path, &admin, json!({"object_id": o3, "scope": "СОУЭ"})).await.assert(StatusCode::OK);
         assert_eq!(app.get(&path, &admin).await.body.as_array().unwrap().len(), 2);
+        // The objects of one project, as a filter of the object list.
+        app.object(&admin, c1, "O4 outside the project").await;
+        let mut listed = app.get(&format!("/api/v1/objects?project={pid}"), &admin).await.ids();
+        listed.sort_unstable();
+        assert_eq!(listed, vec![o1, o3]);
         app.call(axum::http::Method::DELETE, &format!("{path}?object_id={o3}"), Some(&admin.token), None).await.assert(StatusCode::OK);
         assert_eq!(app.get(&path, &admin).await.body, json!([{"object_id": o1, "scope": "АПС"}]));
     }

@@ -651,8 +651,8 @@ async fn objects_view(
     let filter = objects::Filter {
         q: text_filter(&text),
         customer,
-        kind: None,
         archived,
+        ..Default::default()
     };
     let (list, next) = match objects::list(&s.db, &v.ctx, &filter, list_page(q)).await {
         Ok(x) => x,
@@ -849,11 +849,10 @@ async fn object_view(
     let may_update = can(&v.ctx.actor, Resource::Objects, Action::Update);
     let mut engineer_names = Vec::new();
     if show_engineers {
-        for e in &o.engineers {
-            match user_name(s, *e).await {
-                Ok(n) => engineer_names.push(n),
-                Err(e) => return page_error(t, e),
-            }
+        let ids: Vec<i64> = o.engineers.iter().map(|e| e.0).collect();
+        match users::names(&s.db, &ids).await {
+            Ok(names) => engineer_names.extend(ids.iter().filter_map(|id| names.get(id).cloned())),
+            Err(e) => return page_error(t, e),
         }
     }
     let form = form.unwrap_or_else(|| {
@@ -1338,15 +1337,30 @@ async fn project_view(
         },
         None => String::new(),
     };
-    // The project's objects this user may see (an engineer's scope may leave some out).
-    let mut objs = Vec::new();
-    for link in &p.objects {
-        match objects::get(&s.db, &v.ctx, link.object_id).await {
-            Ok(o) => objs.push((o.id.0, o.name, kind_label(t, o.kind), link.scope.clone())),
-            Err(Error::NotFound) => {}
+    // The project's objects this user may see (an engineer's scope may leave some out), in
+    // the project's order, from one query.
+    let in_project = objects::Filter {
+        project: Some(id),
+        ..Default::default()
+    };
+    let visible: HashMap<i64, objects::ServiceObject> =
+        match objects::list(&s.db, &v.ctx, &in_project, max_page(None)).await {
+            Ok((list, _)) => list.into_iter().map(|o| (o.id.0, o)).collect(),
             Err(e) => return page_error(t, e),
-        }
-    }
+        };
+    let objs: Vec<_> = p
+        .objects
+        .iter()
+        .filter_map(|link| {
+            let o = visible.get(&link.object_id.0)?;
+            Some((
+                o.id.0,
+                o.name.clone(),
+                kind_label(t, o.kind),
+                link.scope.clone(),
+            ))
+        })
+        .collect();
     let may_update = can(&v.ctx.actor, Resource::Projects, Action::Update);
     let (candidates, managers) = if may_update {
         let candidates = match object_choices(s, v, &p).await {
