@@ -119,6 +119,21 @@ impl Tr {
         catalog(self.lang).get(key).copied()
     }
 
+    /// A span of time, rounded to what matters at its size: `45 мин`, `2 ч 15 мин`,
+    /// `3 дн 4 ч` (`45 min`, `2 h 15 min`, `3 d 4 h`).
+    pub fn span(&self, minutes: i64) -> String {
+        let m = minutes.max(0);
+        let (d, h, min) = (m / 1440, m % 1440 / 60, m % 60);
+        let unit = |n: i64, key: &str| format!("{n}\u{a0}{}", self.t(key));
+        match (d, h) {
+            (0, 0) => unit(min, "time.min"),
+            (0, _) if min == 0 => unit(h, "time.h"),
+            (0, _) => format!("{} {}", unit(h, "time.h"), unit(min, "time.min")),
+            (_, 0) => unit(d, "time.d"),
+            _ => format!("{} {}", unit(d, "time.d"), unit(h, "time.h")),
+        }
+    }
+
     /// `t(key)` with `{}` replaced by `arg`.
     pub fn t1(&self, key: &str, arg: impl std::fmt::Display) -> String {
         self.t(key).replacen("{}", &arg.to_string(), 1)
@@ -237,6 +252,30 @@ mod tests {
             Some(Lang::En),
             "ties go to the first"
         );
+    }
+
+    #[test]
+    fn spans_of_time_read_as_people_say_them() {
+        let ru = Tr {
+            lang: Lang::Ru,
+            tz: chrono_tz::UTC,
+        };
+        let en = Tr {
+            lang: Lang::En,
+            ..ru
+        };
+        assert_eq!(ru.span(0), "0\u{a0}мин");
+        assert_eq!(ru.span(45), "45\u{a0}мин");
+        assert_eq!(ru.span(120), "2\u{a0}ч");
+        assert_eq!(ru.span(135), "2\u{a0}ч 15\u{a0}мин");
+        assert_eq!(
+            ru.span(3 * 1440 + 4 * 60 + 59),
+            "3\u{a0}дн 4\u{a0}ч",
+            "minutes do not matter over a day"
+        );
+        assert_eq!(ru.span(2 * 1440), "2\u{a0}дн");
+        assert_eq!(en.span(135), "2\u{a0}h 15\u{a0}min");
+        assert_eq!(en.span(-5), "0\u{a0}min", "never negative");
     }
 
     #[test]

@@ -445,6 +445,12 @@ both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         let dash = admin.get(&app, "/").await;
         assert!(html(&dash).contains(&format!("href=\"/requests/{id}\"")), "{}", html(&dash));
+        // The time left to assign an emergency (15 minutes), and later how late it is.
+        assert!(html(&dash).contains("<span class=\"left\">осталось 15\u{a0}мин</span>"), "{}", html(&dash));
+        app.clock.advance(chrono::Duration::minutes(40));
+        let late = admin.get(&app, &format!("/requests/{id}")).await;
+        assert!(html(&late).contains("<span class=\"left\">на 25\u{a0}мин позже срока</span>"), "{}", html(&late));
+        app.clock.advance(chrono::Duration::minutes(-40));
         // The weekly chart, drawn on the server: this week has one request opened.
         assert!(html(&dash).contains("<svg class=\"chart\""), "{}", html(&dash));
         assert!(html(&dash).contains("02.03 — открыто 1, выполнено 0"), "{}", html(&dash));

@@ -695,6 +695,8 @@ pub struct RowView {
     pub deadline: String,
     pub deadline_iso: String,
     pub overdue: bool,
+    /// Time left to the deadline, or how late it is, while the request is being worked.
+    pub left: Option<String>,
 }
 
 fn when(t: Tr, at: DateTime<Utc>) -> String {
@@ -709,12 +711,20 @@ fn type_label(t: Tr, k: RequestType) -> &'static str {
     t.t(&format!("type.{}", k.as_str()))
 }
 
-fn row_view(t: Tr, r: &requests::ServiceRequest) -> RowView {
+fn row_view(t: Tr, now: DateTime<Utc>, r: &requests::ServiceRequest) -> RowView {
     let deadline = if r.status == Status::Open && r.assigned_to.is_none() {
         r.assign_by
     } else {
         r.close_by
     };
+    let left = matches!(r.status, Status::Open | Status::InProgress).then(|| {
+        let minutes = (deadline - now).num_minutes();
+        if minutes >= 0 {
+            t.t1("time.left", t.span(minutes))
+        } else {
+            t.t1("time.late", t.span(-minutes))
+        }
+    });
     RowView {
         id: r.id.0,
         number: r.number.clone(),
@@ -726,6 +736,7 @@ fn row_view(t: Tr, r: &requests::ServiceRequest) -> RowView {
         deadline: when(t, deadline),
         deadline_iso: t.when_iso(deadline),
         overdue: r.overdue,
+        left,
     }
 }
 
@@ -782,7 +793,7 @@ async fn request_list(
         .finish();
     render(&RequestsPage {
         l: Layout::signed_in(&v, "requests", "/requests"),
-        rows: list.iter().map(|r| row_view(t, r)).collect(),
+        rows: list.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
         q: text,
         status,
         kind,
@@ -929,7 +940,7 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
             .into_iter()
             .map(|(st, n)| (st.as_str(), status_label(t, st), n))
             .collect(),
-        rows: rows.iter().map(|r| row_view(t, r)).collect(),
+        rows: rows.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
         chart,
     })
 }
@@ -1065,7 +1076,7 @@ async fn request_page_for(
                 )
             })
             .collect(),
-        r: row_view(t, &r),
+        r: row_view(t, v.ctx.now, &r),
     })
 }
 
@@ -1630,7 +1641,7 @@ async fn board(State(s): State<AppState>, v: Viewer) -> Response {
         columns.push((
             st.as_str(),
             status_label(t, st),
-            list.iter().map(|r| row_view(t, r)).collect(),
+            list.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
         ));
     }
     render(&BoardPage {
