@@ -252,6 +252,8 @@ pub struct Filter {
     pub customer: Option<i64>,
     pub object: Option<i64>,
     pub assigned_to: Option<i64>,
+    /// Only requests without (`true`) or with (`false`) an engineer.
+    pub unassigned: Option<bool>,
     pub overdue: Option<bool>,
     /// Free-text search in number, subject and description.
     pub q: Option<String>,
@@ -383,6 +385,15 @@ pub async fn list(
         if let Some(v) = v {
             q.push(&format!(" AND {col} = ")).bind(v);
         }
+    }
+    match f.unassigned {
+        Some(true) => {
+            q.push(" AND r.assigned_to IS NULL");
+        }
+        Some(false) => {
+            q.push(" AND r.assigned_to IS NOT NULL");
+        }
+        None => {}
     }
     if let Some(o) = f.overdue {
         overdue_sql(&mut q, ctx.now, o);

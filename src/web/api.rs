@@ -493,6 +493,8 @@ pub struct RequestQuery {
     pub customer: Option<i64>,
     pub object: Option<i64>,
     pub assigned_to: Option<i64>,
+    /// Only requests without (`true`) or with (`false`) an engineer.
+    pub unassigned: Option<bool>,
     pub overdue: Option<bool>,
     pub q: Option<String>,
     pub limit: Option<i64>,
@@ -514,6 +516,7 @@ async fn list_requests(
         customer: f.customer,
         object: f.object,
         assigned_to: f.assigned_to,
+        unassigned: f.unassigned,
         overdue: f.overdue,
         q: f.q,
     };

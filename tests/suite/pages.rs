@@ -445,6 +445,12 @@ both! {
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
         let dash = admin.get(&app, "/").await;
         assert!(html(&dash).contains(&format!("href=\"/requests/{id}\"")), "{}", html(&dash));
+        // A dispatcher's own work: requests waiting for an engineer.
+        let queue = html(&dash).split("<h2>Ждут назначения инженера</h2>").nth(1).expect("the queue section").split("</section>").next().unwrap().to_owned();
+        assert!(queue.contains(&format!("href=\"/requests/{id}\"")), "{queue}");
+        let api = app.get("/api/v1/requests?unassigned=true", &w.admin).await;
+        assert_eq!(api.ids(), vec![id]);
+        assert!(app.get("/api/v1/requests?unassigned=false", &w.admin).await.ids().is_empty());
         // The time left to assign an emergency (15 minutes), and later how late it is.
         assert!(html(&dash).contains("<span class=\"left\">осталось 15\u{a0}мин</span>"), "{}", html(&dash));
         app.clock.advance(chrono::Duration::minutes(40));
@@ -491,6 +497,10 @@ both! {
         assert_eq!(api.body["assigned_to"], w.engineer.id);
         let mut eng = Browser::default();
         eng.sign_in(&app, &w.engineer.email).await;
+        // The engineer's own work is on their dashboard.
+        let dash = eng.get(&app, "/").await;
+        let mine = html(&dash).split("<h2>Мои заявки</h2>").nth(1).expect("the engineer's section").split("</section>").next().unwrap().to_owned();
+        assert!(mine.contains(&format!("href=\"/requests/{id}\"")), "{mine}");
         let page = eng.get(&app, &format!("/requests/{id}")).await;
         assert_eq!(page.status, StatusCode::OK);
         assert!(html(&page).contains("value=\"in_progress\""), "{}", html(&page));

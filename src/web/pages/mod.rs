@@ -684,6 +684,7 @@ async fn switch_lang(
 // ------------------------------------------------------------------ requests
 
 /// A request as a row of a list.
+#[derive(Clone)]
 pub struct RowView {
     pub id: i64,
     pub number: String,
@@ -818,6 +819,7 @@ struct DashboardPage {
     name: String,
     counts: Vec<(&'static str, &'static str, i64)>,
     rows: Vec<RowView>,
+    mine: Option<MyRequests>,
     chart: Chart,
 }
 
@@ -927,6 +929,54 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
     }
     // Emergencies first, then the nearest deadline.
     rows.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.close_by));
+    // The user's own work: an engineer's requests, a client's open ones, a dispatcher's
+    // queue of requests waiting for an engineer.
+    use crate::domain::access::{Action, Resource, Role, can};
+    let actor = &v.ctx.actor;
+    let active = Some("open,in_progress".to_owned());
+    let mine = if actor.has(Role::Engineer) {
+        Some((
+            "dashboard.mine.engineer",
+            requests::Filter {
+                status: active,
+                assigned_to: Some(actor.user_id.0),
+                ..Default::default()
+            },
+        ))
+    } else if actor.has(Role::Client) {
+        Some((
+            "dashboard.mine.client",
+            requests::Filter {
+                status: active,
+                ..Default::default()
+            },
+        ))
+    } else if can(actor, Resource::Requests, Action::Update) {
+        Some((
+            "dashboard.mine.queue",
+            requests::Filter {
+                status: Some("open".to_owned()),
+                unassigned: Some(true),
+                ..Default::default()
+            },
+        ))
+    } else {
+        None
+    };
+    let mine = match mine {
+        Some((title, filter)) => match requests::list(&s.db, &v.ctx, &filter, first).await {
+            Ok((mut list, more)) => {
+                list.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.assign_by));
+                Some(MyRequests {
+                    title: t.t(title),
+                    rows: list.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
+                    more: more.is_some(),
+                })
+            }
+            Err(e) => return page_error(t, e),
+        },
+        None => None,
+    };
     let since = v.ctx.now - chrono::Duration::weeks(CHART_WEEKS as i64 + 1);
     let activity = match requests::activity_since(&s.db, &v.ctx, since).await {
         Ok(a) => a,
@@ -941,8 +991,17 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
             .map(|(st, n)| (st.as_str(), status_label(t, st), n))
             .collect(),
         rows: rows.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
+        mine,
         chart,
     })
+}
+
+/// The dashboard's list of the user's own work.
+pub struct MyRequests {
+    pub title: &'static str,
+    pub rows: Vec<RowView>,
+    /// More than the dashboard shows.
+    pub more: bool,
 }
 
 #[derive(Template)]
