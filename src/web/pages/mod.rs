@@ -712,12 +712,17 @@ fn type_label(t: Tr, k: RequestType) -> &'static str {
     t.t(&format!("type.{}", k.as_str()))
 }
 
-fn row_view(t: Tr, now: DateTime<Utc>, r: &requests::ServiceRequest) -> RowView {
-    let deadline = if r.status == Status::Open && r.assigned_to.is_none() {
+/// The deadline that matters now: to assign, while no engineer is assigned; else to close.
+fn current_deadline(r: &requests::ServiceRequest) -> DateTime<Utc> {
+    if r.status == Status::Open && r.assigned_to.is_none() {
         r.assign_by
     } else {
         r.close_by
-    };
+    }
+}
+
+fn row_view(t: Tr, now: DateTime<Utc>, r: &requests::ServiceRequest) -> RowView {
+    let deadline = current_deadline(r);
     let left = matches!(r.status, Status::Open | Status::InProgress).then(|| {
         let minutes = (deadline - now).num_minutes();
         if minutes >= 0 {
@@ -928,7 +933,7 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
         }
     }
     // Emergencies first, then the nearest deadline.
-    rows.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.close_by));
+    rows.sort_by_key(|r| (r.r#type != RequestType::Emergency, current_deadline(r)));
     // The user's own work: an engineer's requests, a client's open ones, a dispatcher's
     // queue of requests waiting for an engineer.
     use crate::domain::access::{Action, Resource, Role, can};
@@ -966,7 +971,7 @@ async fn dashboard(State(s): State<AppState>, v: Viewer) -> Response {
     let mine = match mine {
         Some((title, filter)) => match requests::list(&s.db, &v.ctx, &filter, first).await {
             Ok((mut list, more)) => {
-                list.sort_by_key(|r| (r.r#type != RequestType::Emergency, r.assign_by));
+                list.sort_by_key(|r| (r.r#type != RequestType::Emergency, current_deadline(r)));
                 Some(MyRequests {
                     title: t.t(title),
                     rows: list.iter().map(|r| row_view(t, v.ctx.now, r)).collect(),
@@ -1696,7 +1701,13 @@ async fn board(State(s): State<AppState>, v: Viewer) -> Response {
             Ok((list, _)) => list,
             Err(e) => return page_error(t, e),
         };
-        list.sort_by_key(|r| (r.r#type != RequestType::Emergency, !r.overdue, r.close_by));
+        list.sort_by_key(|r| {
+            (
+                r.r#type != RequestType::Emergency,
+                !r.overdue,
+                current_deadline(r),
+            )
+        });
         columns.push((
             st.as_str(),
             status_label(t, st),
