@@ -110,7 +110,7 @@ async fn users_view(
             })
             .collect(),
         roles: role_choices(t),
-        customers: customers.clone(),
+        customers,
         may_edit: can(&v.ctx.actor, Resource::Users, Action::Update),
         notice,
         error,
@@ -157,11 +157,8 @@ fn posted_customer(f: &HashMap<String, String>) -> Result<Option<CustomerId>, Er
     }
 }
 
-async fn user_create(State(s): State<AppState>, v: Viewer, FormFields(f): FormFields) -> Response {
+async fn user_create(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
     let customer_id = match posted_customer(&f) {
         Ok(c) => c,
         Err(e) => {

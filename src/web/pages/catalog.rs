@@ -414,15 +414,8 @@ fn posted_customer(f: &HashMap<String, String>) -> customers::NewCustomer {
     }
 }
 
-async fn customer_create(
-    State(s): State<AppState>,
-    v: Viewer,
-    FormFields(f): FormFields,
-) -> Response {
+async fn customer_create(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(field(&f, "_csrf")) {
-        return forbidden(t);
-    }
     match customers::create(&s.db, &v.ctx, posted_customer(&f)).await {
         Ok(c) => Redirect::to(&format!("/customers/{}?saved", c.id.0)).into_response(),
         Err(e) => {
@@ -736,15 +729,8 @@ fn posted_serial(f: &HashMap<String, String>) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.to_owned())
 }
 
-async fn object_create(
-    State(s): State<AppState>,
-    v: Viewer,
-    FormFields(f): FormFields,
-) -> Response {
+async fn object_create(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(field(&f, "_csrf")) {
-        return forbidden(t);
-    }
     if !can(&v.ctx.actor, Resource::Objects, Action::Create) {
         return refused_role(t, Kind::Object);
     }
@@ -1188,15 +1174,8 @@ fn posted_project(f: &HashMap<String, String>) -> Result<PostedProject, Error> {
     }
 }
 
-async fn project_create(
-    State(s): State<AppState>,
-    v: Viewer,
-    FormFields(f): FormFields,
-) -> Response {
+async fn project_create(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(field(&f, "_csrf")) {
-        return forbidden(t);
-    }
     if !can(&v.ctx.actor, Resource::Projects, Action::Create) {
         return refused_role(t, Kind::Project);
     }

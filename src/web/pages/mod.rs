@@ -226,10 +226,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RecordId {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Response> {
-        let id = Path::<String>::from_request_parts(parts, state)
+        // By name, so that routes with more than one parameter have it too.
+        let id = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
             .ok()
-            .and_then(|Path(id)| id.parse::<i64>().ok())
+            .and_then(|p| {
+                p.iter()
+                    .find(|(k, _)| *k == "id")
+                    .and_then(|(_, v)| v.parse::<i64>().ok())
+            })
             .filter(|id| *id > 0);
         id.map(RecordId)
             .ok_or_else(|| not_found(super::session::tr_of(parts)))
@@ -641,12 +646,8 @@ async fn login_enrol(
 async fn logout(
     State(s): State<AppState>,
     Extension(flags): Extension<PageFlags>,
-    v: Viewer,
-    FormFields(f): FormFields,
+    Submitted { v, f: _ }: Submitted,
 ) -> Response {
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(v.tr);
-    }
     if let Err(e) = auth_api::end_session(&s, &v.ctx).await {
         return page_error(v.tr, e);
     }
@@ -1305,15 +1306,8 @@ async fn new_request_form(
     new_request_page(&s, &v, &q, Vec::new()).await
 }
 
-async fn create_request(
-    State(s): State<AppState>,
-    v: Viewer,
-    FormFields(f): FormFields,
-) -> Response {
+async fn create_request(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
     let object = f
         .get("object_id")
         .and_then(|o| o.trim().parse::<i64>().ok());
@@ -1545,27 +1539,32 @@ fn form_problems(t: Tr, e: &Error) -> (Vec<(String, &'static str)>, Option<Strin
     }
 }
 
-/// Why a posted form was turned away before doing anything.
-enum Refused {
-    /// The form token is missing or not this session's.
-    Token,
-    /// The id in the path is not a record id.
-    NoSuchRecord,
+/// A form posted by a signed-in browser, its token checked: who, and the fields. Turned away
+/// before the handler runs: a signed-out browser goes to sign in, a missing or foreign token
+/// gets the 403 page.
+pub struct Submitted {
+    pub v: Viewer,
+    pub f: HashMap<String, String>,
 }
 
-impl Refused {
-    fn page(self, t: Tr) -> Response {
-        match self {
-            Refused::Token => forbidden(t),
-            Refused::NoSuchRecord => not_found(t),
+impl axum::extract::FromRequest<AppState> for Submitted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        let v = Viewer::from_request_parts(&mut parts, state).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let FormFields(f) = FormFields::from_request(req, state).await?;
+        if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
+            return Err(forbidden(v.tr));
         }
+        Ok(Submitted { v, f })
     }
 }
 
-/// A form posted to a record's path (`/…/{id}/…`) by a signed-in browser, its token checked:
-/// who, the record's id and the fields. Turned away before the handler runs: a signed-out
-/// browser goes to sign in, a missing or foreign token gets the 403 page, an id that is no
-/// record id the 404 page.
+/// A form posted to a record's path (`/…/{id}/…`): a [`Submitted`] form and the record's
+/// id; an id that is no record id gets the 404 page (after sign-in and the token).
 pub struct Posted {
     pub v: Viewer,
     pub id: i64,
@@ -1576,36 +1575,14 @@ impl axum::extract::FromRequest<AppState> for Posted {
     type Rejection = Response;
 
     async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
-        use axum::extract::{FromRequestParts, RawPathParams};
+        use axum::extract::FromRequestParts;
         let (mut parts, body) = req.into_parts();
-        let v = Viewer::from_request_parts(&mut parts, state).await?;
-        let id = RawPathParams::from_request_parts(&mut parts, state)
-            .await
-            .ok()
-            .and_then(|p| {
-                p.iter()
-                    .find(|(k, _)| *k == "id")
-                    .map(|(_, v)| v.to_owned())
-            })
-            .unwrap_or_default();
+        let id = RecordId::from_request_parts(&mut parts, state).await;
         let req = axum::extract::Request::from_parts(parts, body);
-        let FormFields(f) = FormFields::from_request(req, state).await?;
-        match posted_id(&v, &f, &id) {
-            Ok(id) => Ok(Posted { v, id, f }),
-            Err(r) => Err(r.page(v.tr)),
-        }
+        let Submitted { v, f } = Submitted::from_request(req, state).await?;
+        let RecordId(id) = id?;
+        Ok(Posted { v, id, f })
     }
-}
-
-/// The record id of a form posted to `/…/{id}/…`, once its form token is checked.
-fn posted_id(v: &Viewer, f: &HashMap<String, String>, id: &str) -> Result<i64, Refused> {
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return Err(Refused::Token);
-    }
-    id.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(Refused::NoSuchRecord)
 }
 
 /// Assigns (or unassigns) the engineer of an open request.
@@ -2122,15 +2099,8 @@ async fn password_form(v: Viewer, Query(q): Query<HashMap<String, String>>) -> R
     })
 }
 
-async fn password_change(
-    State(s): State<AppState>,
-    v: Viewer,
-    FormFields(f): FormFields,
-) -> Response {
+async fn password_change(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
-    if !v.csrf_ok(f.get("_csrf").map_or("", String::as_str)) {
-        return forbidden(t);
-    }
     let field = |k: &str| f.get(k).map_or("", String::as_str);
     match users::change_own_password(
         &s.db,
