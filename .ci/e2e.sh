@@ -84,17 +84,7 @@ mkdir -p "$WORK/server"
     FERUM_LOGIN_IP_BURST=100000 FERUM_LOGIN_ACCOUNT_BURST=100000 \
     FERUM_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1) &
 SERVER=$!
-up=
-for _ in $(seq 1 120); do
-    if curl -fs -o /dev/null "$BASE/healthz"; then up=1; break; fi
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.5
-done
-if [ -z "$up" ]; then
-    echo "error: ferum did not answer $BASE/healthz; its log:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-fi
+wait_until_up "$BASE"
 
 echo "== node --test e2e/tests/ (screenshots into docs/screenshots/)"
 mkdir -p "$SHOTS"

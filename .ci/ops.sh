@@ -278,17 +278,7 @@ mkdir -p "$WORK/server"
     FERUM_ADMIN_EMAIL=ops-admin@example.ru FERUM_ADMIN_PASSWORD='ops check admin password' \
     FERUM_LOG=warn "$BIN" serve >"$WORK/server.log" 2>&1) &
 SERVER=$!
-up=
-for _ in $(seq 1 120); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz"; then up=1; break; fi
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.5
-done
-if [ -z "$up" ]; then
-    echo "error: ferum did not answer /healthz; its log:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-fi
+wait_until_up "http://127.0.0.1:$PORT"
 # Traffic of each kind so that the HTTP metrics have series: a 200, a 401 and a 404.
 curl -s -o /dev/null "http://127.0.0.1:$PORT/api/v1/openapi.json"
 curl -s -o /dev/null "http://127.0.0.1:$PORT/api/v1/requests"
