@@ -501,43 +501,53 @@ fn expired(t: Tr, token: String) -> Response {
     (StatusCode::UNAUTHORIZED, render(&page)).into_response()
 }
 
-/// The fields every second-factor form carries, once its form token is checked.
+/// A posted second-factor form: its language, form token, where to go next, the sign-in
+/// token and the fields. Turned away with the 403 page unless the form token is this
+/// browser's.
 struct SecondStep {
+    t: Tr,
     token: String,
     next: String,
     mfa_token: String,
+    f: HashMap<String, String>,
 }
 
-fn second_step(
-    s: &AppState,
-    headers: &HeaderMap,
-    f: &HashMap<String, String>,
-) -> Option<SecondStep> {
-    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let token = field("_csrf");
-    form_token_ok(s, headers, &token).then(|| SecondStep {
-        token,
-        next: safe_next(f.get("next")),
-        mfa_token: field("mfa_token"),
-    })
+impl axum::extract::FromRequest<AppState> for SecondStep {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, s: &AppState) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let t = super::session::tr_of(&parts);
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let FormFields(f) = FormFields::from_request(req, s).await?;
+        let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+        let token = field("_csrf");
+        if !form_token_ok(s, &headers, &token) {
+            return Err(forbidden(t));
+        }
+        Ok(SecondStep {
+            t,
+            next: safe_next(f.get("next")),
+            mfa_token: field("mfa_token"),
+            token,
+            f,
+        })
+    }
 }
 
 async fn login_code(
     State(s): State<AppState>,
-    Language(t): Language,
     Extension(flags): Extension<PageFlags>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    FormFields(f): FormFields,
-) -> Response {
-    let Some(SecondStep {
+    SecondStep {
+        t,
         token,
         next,
         mfa_token,
-    }) = second_step(&s, &headers, &f)
-    else {
-        return forbidden(t);
-    };
+        f,
+    }: SecondStep,
+) -> Response {
     // An expired or foreign sign-in token starts over; any other refusal is about the code.
     if !matches!(
         s.keys.verify_mfa(&mfa_token, s.clock.now()),
@@ -585,20 +595,16 @@ fn code_page(
 
 async fn login_enrol(
     State(s): State<AppState>,
-    Language(t): Language,
     Extension(flags): Extension<PageFlags>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    FormFields(f): FormFields,
-) -> Response {
-    let Some(SecondStep {
+    SecondStep {
+        t,
         token,
         next,
         mfa_token,
-    }) = second_step(&s, &headers, &f)
-    else {
-        return forbidden(t);
-    };
+        f,
+    }: SecondStep,
+) -> Response {
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let now = s.clock.now();
     let Some((user, MfaPurpose::Enroll)) = s.keys.verify_mfa(&mfa_token, now) else {
