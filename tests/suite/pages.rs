@@ -567,6 +567,25 @@ both! {
         assert!(html(&page).contains("Сработка пожарной сигнализации"));
         assert!(html(&page).contains("Аварийная"));
         assert_eq!(app.count("service_requests").await, before + 1);
+
+        // Staff: a customer that is not the site's is refused, with what was typed kept.
+        let mut admin = Browser::default();
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        admin.sign_in(&app, &w.admin.email).await;
+        let form = admin.get(&app, "/requests/new").await;
+        let r = admin.submit(&app, &form, "/requests/new", &[("customer_id", &other_customer.to_string()), ("object_id", &object), ("type", "maintenance"), ("subject", "Не та пара")]).await;
+        assert!(r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::CONFLICT, "{}: {}", r.status, html(&r));
+        assert!(html(&r).contains("role=\"alert\"") && html(&r).contains("value=\"Не та пара\""), "{}", html(&r));
+        assert_eq!(app.count("service_requests").await, before + 1, "nothing written");
+        // A role that may not open requests gets the form back with the refusal, as a page.
+        let mut eng = Browser::default();
+        eng.sign_in(&app, &w.engineer.email).await;
+        let form = eng.get(&app, "/requests/new").await;
+        assert!(!html(&form).contains("href=\"/requests/new\" class"), "no way to the form in the menu");
+        let r = eng.submit(&app, &form, "/requests/new", &[("object_id", &object), ("type", "maintenance"), ("subject", "Не моё дело")]).await;
+        assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND, "{}: {}", r.status, html(&r));
+        assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"), "a page, not JSON");
+        assert_eq!(app.count("service_requests").await, before + 1);
     }
 
     async fn the_engineer_writes_and_submits_the_act_and_the_client_sees_it_done(app) {

@@ -42,7 +42,6 @@ struct UserPage {
     roles: Vec<(&'static str, &'static str)>,
     customers: Vec<(i64, String)>,
     may_edit: bool,
-    audit_link: bool,
     notice: Option<&'static str>,
     /// A refusal that belongs to no field (a stale version, say).
     error: Option<String>,
@@ -247,7 +246,6 @@ async fn user_view(
         roles: role_choices(t),
         customers,
         may_edit: can(&v.ctx.actor, Resource::Users, Action::Update),
-        audit_link: may_read_audit(&v.ctx.actor),
         notice,
         error,
         form,

@@ -203,7 +203,18 @@ fn page_error(t: Tr, e: Error) -> Response {
             )
                 .into_response()
         }
-        other => other.into_response(),
+        // Anything else a page did not place on its form: the error page, with the status
+        // (and `Retry-After`) the API would answer, and the refusal in the user's words.
+        other => {
+            let message = problem_text(t, &other);
+            let api = other.into_response();
+            let status = api.status();
+            let mut r = (status, Html(error_page(t, status, &message))).into_response();
+            if let Some(retry) = api.headers().get(header::RETRY_AFTER) {
+                r.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+            }
+            r
+        }
     }
 }
 
@@ -1189,22 +1200,18 @@ struct NewRequestPage {
     truncated: bool,
     types: Vec<(&'static str, &'static str)>,
     kind: RequestType,
-    object_id: String,
-    subject: String,
-    description: String,
-    errors: Vec<(String, &'static str)>,
+    /// What was typed and what was wrong with it, by field.
+    form: FormState,
+    /// A refusal that belongs to no field.
+    alert: Option<String>,
 }
 
 impl NewRequestPage {
-    fn error_for(&self, field: &str) -> Option<&'static str> {
-        self.errors.iter().find(|(f, _)| f == field).map(|e| e.1)
-    }
-
     /// The project the chosen site fills in, as the page first shows it.
     fn chosen_project(&self) -> &str {
         self.objects
             .iter()
-            .find(|o| o.id.to_string() == self.object_id)
+            .find(|o| o.id.to_string() == self.form.val("object_id").trim())
             .map_or("", |o| o.project.as_str())
     }
 }
@@ -1214,14 +1221,18 @@ impl NewRequestPage {
 async fn new_request_page(
     s: &AppState,
     v: &Viewer,
-    form: &HashMap<String, String>,
-    errors: Vec<(String, &'static str)>,
+    form: FormState,
+    alert: Option<String>,
 ) -> Response {
     use crate::store::{objects, projects};
     let t = v.tr;
     let all = || max_page(None);
-    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let customer = field("customer_id").parse::<i64>().ok().filter(|c| *c > 0);
+    let customer = form
+        .val("customer_id")
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|c| *c > 0);
     let is_client = v
         .ctx
         .actor
@@ -1287,21 +1298,11 @@ async fn new_request_page(
             .iter()
             .map(|k| (k.as_str(), type_label(t, *k)))
             .collect(),
-        kind: form
-            .get("type")
-            .and_then(|k| RequestType::parse(k))
-            .unwrap_or(RequestType::Maintenance),
-        object_id: field("object_id"),
-        subject: form.get("subject").cloned().unwrap_or_default(),
-        description: form.get("description").cloned().unwrap_or_default(),
-        errors,
+        kind: RequestType::parse(form.val("type")).unwrap_or(RequestType::Maintenance),
+        form,
+        alert,
     };
-    let status = if page.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (status, render(&page)).into_response()
+    render(&page)
 }
 
 async fn new_request_form(
@@ -1309,7 +1310,7 @@ async fn new_request_form(
     v: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    new_request_page(&s, &v, &q, Vec::new()).await
+    new_request_page(&s, &v, FormState::posted(&q), None).await
 }
 
 async fn create_request(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
@@ -1318,8 +1319,12 @@ async fn create_request(State(s): State<AppState>, Submitted { v, f }: Submitted
         .get("object_id")
         .and_then(|o| o.trim().parse::<i64>().ok());
     let Some(object) = object else {
-        let msg = t.t("field.required");
-        return new_request_page(&s, &v, &f, vec![("object_id".into(), msg)]).await;
+        let form = FormState {
+            errors: vec![("object_id".into(), t.t("field.required"))],
+            ..FormState::posted(&f)
+        };
+        let page = new_request_page(&s, &v, form, None).await;
+        return with_status(page, StatusCode::UNPROCESSABLE_ENTITY);
     };
     let input = requests::NewRequest {
         r#type: f
@@ -1350,10 +1355,18 @@ async fn create_request(State(s): State<AppState>, Submitted { v, f }: Submitted
     };
     match requests::create(&s.db, &v.ctx, &s.sla, input).await {
         Ok(r) => Redirect::to(&format!("/requests/{}", r.id.0)).into_response(),
-        Err(Error::Validation(fields)) => {
-            new_request_page(&s, &v, &f, field_errors(t, &fields)).await
+        Err(e @ (Error::NotFound | Error::Internal(_))) => page_error(t, e),
+        // Kept on the form with what was typed: a broken rule next to its field, anything
+        // else (a role that may not open requests, say) above it.
+        Err(e) => {
+            let (errors, alert) = form_problems(t, &e);
+            let form = FormState {
+                errors,
+                ..FormState::posted(&f)
+            };
+            let page = new_request_page(&s, &v, form, alert).await;
+            with_status(page, refusal_status(&e))
         }
-        Err(e) => page_error(t, e),
     }
 }
 
