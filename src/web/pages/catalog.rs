@@ -1274,12 +1274,7 @@ async fn object_choices(
         let (list, next) = objects::list(&s.db, &v.ctx, &filter, max_page(after)).await?;
         for o in list {
             if !p.objects.iter().any(|x| x.object_id == o.id) {
-                let label = if o.address.is_empty() {
-                    o.name
-                } else {
-                    format!("{} — {}", o.name, o.address)
-                };
-                out.push((o.id.0, label));
+                out.push((o.id.0, site_label(&o)));
             }
         }
         match next.and_then(|n| n.parse::<i64>().ok()) {

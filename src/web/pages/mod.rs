@@ -1179,6 +1179,15 @@ async fn request_move(State(s): State<AppState>, Posted { v, id, f }: Posted) ->
     after_change(&s, &v, id, &f, result.map(|_| ())).await
 }
 
+/// A site as a choice in a form: its name, and its address when it has one.
+fn site_label(o: &crate::store::objects::ServiceObject) -> String {
+    if o.address.is_empty() {
+        o.name.clone()
+    } else {
+        format!("{} — {}", o.name, o.address)
+    }
+}
+
 /// A site in the new-request form, with what choosing it fills in.
 pub struct ObjectChoice {
     pub id: i64,
@@ -1278,11 +1287,7 @@ async fn new_request_page(
         .into_iter()
         .map(|o| ObjectChoice {
             id: o.id.0,
-            label: if o.address.is_empty() {
-                o.name
-            } else {
-                format!("{} — {}", o.name, o.address)
-            },
+            label: site_label(&o),
             customer_id: o.customer_id.0,
             project: project_of.get(&o.id.0).cloned().unwrap_or_default(),
         })
