@@ -116,6 +116,7 @@ const ISSUER: &str = "ferum";
 const AUDIENCE: &str = "ferum-api";
 const MFA_AUDIENCE: &str = "ferum-mfa";
 const WEB_AUDIENCE: &str = "ferum-web";
+const PRE_AUDIENCE: &str = "ferum-pre";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -229,6 +230,23 @@ impl TokenKeys {
     /// The user and session family of a valid session cookie.
     pub fn verify_web(&self, token: &str, now: DateTime<Utc>) -> Option<(UserId, String)> {
         self.check(token, WEB_AUDIENCE, now)
+    }
+
+    /// The sign-in forms' double-submit value (before there is a session): a random nonce
+    /// signed by the server, valid for a day.
+    pub fn issue_pre(&self, now: DateTime<Utc>) -> anyhow::Result<String> {
+        self.sign(
+            UserId(0),
+            PRE_AUDIENCE,
+            &random_token(),
+            now,
+            chrono::Duration::days(1),
+        )
+    }
+
+    /// Whether `token` is a pre-session value this server issued and that has not expired.
+    pub fn verify_pre(&self, token: &str, now: DateTime<Utc>) -> bool {
+        self.check(token, PRE_AUDIENCE, now).is_some()
     }
 
     /// A five-minute token for the second-factor step.

@@ -410,8 +410,10 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on FERUM_METRICS_BIND {metrics_bind}"))?;
         println!("Metrics are at http://{}/metrics", listener.local_addr()?);
         let metrics = crate::web::metrics::router(state.clone());
+        let limits = config.server;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, metrics).await {
+            let forever = std::future::pending::<()>();
+            if let Err(e) = crate::web::server::serve(listener, metrics, limits, forever).await {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });
@@ -433,13 +435,14 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
         "Ferum is listening on http://{addr} (database: {})",
         config.database_url
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await?;
-    db.close().await;
+    crate::web::server::serve(listener, app, config.server, shutdown()).await?;
+    // Requests still running past the grace period hold connections; do not wait for them.
+    if tokio::time::timeout(std::time::Duration::from_secs(2), db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at exit; leaving without them");
+    }
     Ok(())
 }
 

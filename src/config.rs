@@ -36,6 +36,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The company's time zone, in which pages show times (`FERUM_TIMEZONE`).
     pub timezone: chrono_tz::Tz,
+    /// Slow-client timeouts, the connection cap and the shutdown grace period.
+    pub server: crate::web::server::ServerLimits,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -115,6 +117,7 @@ impl Config {
                 .unwrap_or_default(),
             public_url: var("FERUM_PUBLIC_URL"),
             limits: limits_from_env()?,
+            server: server_from_env()?,
             redis_url: var("REDIS_URL"),
             security: crate::web::Security {
                 mfa_roles: match var("FERUM_MFA_ROLES") {
@@ -205,6 +208,28 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn server_from_env() -> anyhow::Result<crate::web::server::ServerLimits> {
+    let d = crate::web::server::ServerLimits::default();
+    let seconds =
+        |name: &str, default: std::time::Duration| -> anyhow::Result<std::time::Duration> {
+            let s: u64 = number(name, default.as_secs())?;
+            if s == 0 || s > 3600 {
+                bail!("{name} must be between 1 and 3600 seconds, got {s}");
+            }
+            Ok(std::time::Duration::from_secs(s))
+        };
+    let max_connections: usize = number("FERUM_HTTP_MAX_CONNECTIONS", d.max_connections)?;
+    if !(1..=100_000).contains(&max_connections) {
+        bail!("FERUM_HTTP_MAX_CONNECTIONS must be between 1 and 100000, got {max_connections}");
+    }
+    Ok(crate::web::server::ServerLimits {
+        header_timeout: seconds("FERUM_HTTP_HEADER_TIMEOUT_SECS", d.header_timeout)?,
+        body_timeout: seconds("FERUM_HTTP_BODY_TIMEOUT_SECS", d.body_timeout)?,
+        max_connections,
+        shutdown_grace: seconds("FERUM_SHUTDOWN_GRACE_SECS", d.shutdown_grace)?,
+    })
+}
+
 fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
     use crate::throttle::Rule;
     let d = crate::web::limits::Limits::default();
@@ -216,7 +241,14 @@ fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
         Ok(v)
     };
     let per_minute = positive("FERUM_API_REQUESTS_PER_MINUTE", 1200)?;
-    Ok(crate::web::limits::Limits {
+    // The limiter counts in whole milliseconds: one request a millisecond is its finest step.
+    if per_minute > MAX_API_REQUESTS_PER_MINUTE {
+        bail!(
+            "FERUM_API_REQUESTS_PER_MINUTE must be at most {MAX_API_REQUESTS_PER_MINUTE} \
+             (one request a millisecond per user), got {per_minute}"
+        );
+    }
+    let limits = crate::web::limits::Limits {
         namespace: String::new(),
         login_ip: Rule {
             burst: positive("FERUM_LOGIN_IP_BURST", u64::from(d.login_ip.burst))? as u32,
@@ -235,5 +267,17 @@ fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
             burst: per_minute.min(u64::from(u32::MAX)) as u32,
             per: Duration::microseconds((60_000_000 / per_minute).max(1) as i64),
         },
-    })
+    };
+    for (name, rule) in [
+        ("FERUM_LOGIN_IP_*", &limits.login_ip),
+        ("FERUM_LOGIN_ACCOUNT_*", &limits.login_account),
+        ("FERUM_API_REQUESTS_PER_MINUTE", &limits.api_user),
+    ] {
+        rule.validate()
+            .with_context(|| format!("{name}: not a usable rate limit"))?;
+    }
+    Ok(limits)
 }
+
+/// The largest per-user API rate the limiter can enforce.
+pub const MAX_API_REQUESTS_PER_MINUTE: u64 = 60_000;

@@ -68,6 +68,9 @@ pub enum Error {
     /// The body is larger than the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending the request body before its end (the body timeout).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// Anything unexpected: logged with the request id, answered with a generic body.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -26,6 +26,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(ferum::cli::run(cli));
+    // Blocking work still running (a stuck request's file IO) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

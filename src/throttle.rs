@@ -26,6 +26,14 @@ pub struct Rule {
     pub per: Duration,
 }
 
+impl Rule {
+    /// Refuses a rule the limiter cannot enforce (below a millisecond, or spanning decades),
+    /// so configuration catches it at start-up instead of every check failing open.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        rule_ms(*self).map(|_| ())
+    }
+}
+
 /// The answer of [`Limiter::check`] and [`Limiter::peek`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -11,6 +11,7 @@ pub mod net;
 pub mod project;
 pub mod report;
 pub mod request;
+pub mod text;
 pub mod time;
 pub mod totp;
 pub mod values;

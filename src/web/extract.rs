@@ -37,25 +37,53 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 fields: vec![],
             });
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge
-                } else {
-                    Error::BadRequest {
-                        code: "unreadable_body",
-                        message: e.body_text(),
-                        fields: vec![],
-                    }
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(Json)
     }
 }
 
-/// Parses JSON, naming the offending field on failure.
+/// Reads a whole request body: over the limit is 413, a client that stops sending before the
+/// end is 408 (the body timeout of `web::server`).
+pub async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, Error> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge
+            } else if timed_out(&e) {
+                Error::RequestTimeout
+            } else {
+                Error::BadRequest {
+                    code: "unreadable_body",
+                    message: e.body_text(),
+                    fields: vec![],
+                }
+            }
+        })
+}
+
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Parses JSON, naming the offending field on failure. Text with control characters (NUL and
+/// the like, see `domain::text`) is refused naming its field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        if let Some(path) = control_in(&value, String::new()) {
+            return Err(control_error(path));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -81,6 +109,51 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             }
         }
     }
+}
+
+/// The path (`items[2].description`) of the first string, or key, holding a control character.
+fn control_in(value: &serde_json::Value, path: String) -> Option<String> {
+    use crate::domain::text::has_forbidden_control;
+    use serde_json::Value;
+    match value {
+        Value::String(s) => has_forbidden_control(s).then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_in(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if has_forbidden_control(k) {
+                Some(here)
+            } else {
+                control_in(v, here)
+            }
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+fn control_error(field: String) -> Error {
+    Error::field(
+        field,
+        "invalid_characters",
+        "contains control characters (such as NUL) that text may not hold",
+    )
+}
+
+/// Refuses query parameters whose name or value holds a control character.
+pub fn check_query_text(query: &str) -> Result<(), Error> {
+    use crate::domain::text::has_forbidden_control;
+    for (k, v) in form_urlencoded_parse(query) {
+        if has_forbidden_control(&k) || has_forbidden_control(&v) {
+            return Err(control_error(k.into_owned()));
+        }
+    }
+    Ok(())
 }
 
 fn data_error(path: &str, msg: &str) -> FieldError {
@@ -130,6 +203,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let q = parts.uri.query().unwrap_or("");
+        check_query_text(q)?;
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
         serde_path_to_error::deserialize::<_, T>(de)
             .map(Query)

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pages;
 pub mod problem;
+pub mod server;
 pub mod session;
 
 use crate::auth::TokenKeys;
@@ -286,10 +287,19 @@ async fn request_context(
         .to_owned();
     let started = std::time::Instant::now();
     let span = tracing::info_span!("request", request_id = %id);
-    let mut res = problem::REQUEST_ID
-        .scope(id.clone(), next.run(req))
-        .instrument(span.clone())
-        .await;
+    // The request runs in a task of its own: a client hanging up drops this future, and
+    // with it anything it awaits directly, which must never cut a database transaction off
+    // between its statements. The task runs to its end whatever the client does.
+    let task = tokio::spawn(
+        problem::REQUEST_ID
+            .scope(id.clone(), next.run(req))
+            .instrument(span.clone()),
+    );
+    let mut res = match task.await {
+        Ok(res) => res,
+        Err(e) if e.is_panic() => panic_answer(e.into_panic()),
+        Err(_) => panic_answer(Box::new("the request's task was cancelled")),
+    };
     let elapsed = started.elapsed();
     metrics.observe(
         method.as_str(),

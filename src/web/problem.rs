@@ -163,6 +163,18 @@ impl IntoResponse for Error {
                 vec![],
                 None,
             ),
+            Error::RequestTimeout => {
+                let mut r = problem(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time".into(),
+                    vec![],
+                    None,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
             Error::Internal(e) => {
                 tracing::error!(request_id = %current_request_id(), error = ?e, "internal error");
                 problem(

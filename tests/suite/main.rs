@@ -10,6 +10,8 @@ mod bad_input;
 mod catalog;
 mod catalog_pages;
 mod concurrency;
+mod hangups;
+mod hostile;
 mod migrations;
 mod ops;
 mod pages;

@@ -547,3 +547,71 @@ fn every_variable_the_code_reads_is_documented_in_env_example() {
         "read by the code but not in .env.example: {missing:?}"
     );
 }
+
+#[test]
+fn an_api_rate_the_limiter_cannot_enforce_is_refused_at_start_and_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) =
+        run(ferum(dir.path(), &["site", "init"])
+            .env("FERUM_ADMIN_PASSWORD", "a long enough password"));
+    assert!(ok, "{out}{err}");
+    for rate in ["60001", "1000000"] {
+        let (ok, out, _) =
+            run(ferum(dir.path(), &["check"]).env("FERUM_API_REQUESTS_PER_MINUTE", rate));
+        assert!(!ok, "check passed with {rate}: {out}");
+        assert!(
+            out.contains("FAIL configuration") && out.contains("at most 60000"),
+            "{out}"
+        );
+        let (ok, out, err) = run(ferum(dir.path(), &["serve", "--bind", "127.0.0.1:0"])
+            .env("FERUM_API_REQUESTS_PER_MINUTE", rate));
+        assert!(!ok, "serve started with {rate}: {out}");
+        assert!(
+            err.contains("FERUM_API_REQUESTS_PER_MINUTE must be at most 60000"),
+            "{err}"
+        );
+    }
+    let (ok, out, err) =
+        run(ferum(dir.path(), &["check"]).env("FERUM_API_REQUESTS_PER_MINUTE", "60000"));
+    assert!(ok, "{out}{err}");
+}
+
+#[test]
+fn sigterm_stops_the_server_within_the_grace_period_despite_a_stuck_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[("FERUM_SHUTDOWN_GRACE_SECS", "2")]);
+    let host = server.base.strip_prefix("http://").unwrap().to_owned();
+    // A request whose body never finishes, and an idle keep-alive connection.
+    let mut stuck = std::net::TcpStream::connect(&host).unwrap();
+    stuck
+        .write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"email\":",
+        )
+        .unwrap();
+    let _idle = std::net::TcpStream::connect(&host).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = started + std::time::Duration::from_secs(8);
+    loop {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running {:?} after SIGTERM",
+            started.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -322,7 +322,13 @@ async fn user_change(State(s): State<AppState>, Posted { v, id, f }: Posted) -> 
                 }
             }
         }
-        _ => Err(Error::field("action", "invalid", "no such action")),
+        // A forged or broken form: said plainly, before anything is loaded, so the answer
+        // is the same whether or not the user exists.
+        _ => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            let page = error_page(t, status, t.t("error.unknown_action"));
+            return (status, Html(page)).into_response();
+        }
     };
     match result {
         Ok(done) => Redirect::to(&format!("/admin/users/{}?done={done}", id.0)).into_response(),

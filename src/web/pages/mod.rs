@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::store::{Page, requests, users};
 use askama::Template;
 use axum::Router;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
@@ -47,12 +47,63 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormFields {
     type Rejection = Response;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+        let (parts, body) = req.into_parts();
+        let t = super::session::tr_of(&parts);
+        let req = axum::extract::Request::from_parts(parts, body);
+        let bytes = super::extract::body_bytes(req, state)
             .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(FormFields(
-            serde_urlencoded::from_bytes(&bytes).unwrap_or_default(),
-        ))
+            .map_err(|e| page_error(t, e))?;
+        let fields = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+        without_controls(fields)
+            .map(FormFields)
+            .map_err(|name| control_characters(t, &name))
+    }
+}
+
+use crate::domain::text::has_forbidden_control;
+
+/// The fields as they are, or the name of the first one holding a control character. A
+/// `next` that does is dropped instead: it is only ever a place to go, and `/` will do.
+fn without_controls(
+    mut fields: HashMap<String, String>,
+) -> Result<HashMap<String, String>, String> {
+    if fields.get("next").is_some_and(|n| has_forbidden_control(n)) {
+        fields.remove("next");
+    }
+    match fields
+        .iter()
+        .find(|(k, v)| has_forbidden_control(k) || has_forbidden_control(v))
+    {
+        Some((name, _)) => Err(name.clone()),
+        None => Ok(fields),
+    }
+}
+
+/// The 422 page for text that no field may hold (NUL and other control characters).
+fn control_characters(t: Tr, field: &str) -> Response {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    let message = format!("{} ({field})", t.t("field.invalid_characters"));
+    (status, Html(error_page(t, status, &message))).into_response()
+}
+
+/// Query parameters of a page. Text with control characters cannot be searched for, stored
+/// or shown: refused with the 422 page, as the API's `Query` refuses it with a problem.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Query<HashMap<String, String>> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Response> {
+        let raw = parts.uri.query().unwrap_or("");
+        let q = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
+        without_controls(q)
+            .map(Query)
+            .map_err(|name| control_characters(super::session::tr_of(parts), &name))
     }
 }
 
@@ -257,12 +308,9 @@ pub async fn fallback(Language(t): Language) -> Response {
     not_found(t)
 }
 
-/// A local path to go to after signing in; anything else becomes `/`.
+/// A local path to go to after signing in; anything else becomes `/` (`domain::text`).
 fn safe_next(next: Option<&String>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.clone(),
-        _ => "/".to_owned(),
-    }
+    crate::domain::text::local_path(next.map(String::as_str))
 }
 
 /// Whether a posted form token is this browser's: its session's, or before sign-in the
@@ -275,18 +323,31 @@ fn form_token_ok(s: &AppState, headers: &HeaderMap, token: &str) -> bool {
     {
         return true;
     }
-    cookie(headers, PRE_COOKIE).is_some_and(|pre| !token.is_empty() && eq(pre))
+    cookie(headers, PRE_COOKIE).is_some_and(|pre| s.keys.verify_pre(pre, s.clock.now()) && eq(pre))
 }
 
-/// The double-submit value of this browser, and a cookie to set when it has none yet.
-fn pre_token(headers: &HeaderMap, flags: PageFlags) -> (String, Option<header::HeaderValue>) {
-    match cookie(headers, PRE_COOKIE).filter(|v| v.len() >= 32) {
+/// The double-submit value of this browser, and a cookie to set when it has none yet. The
+/// value is issued and signed by the server (`TokenKeys::issue_pre`), so a cookie a client
+/// made up, or one planted by a neighbouring site, never passes the check.
+fn pre_token(
+    s: &AppState,
+    headers: &HeaderMap,
+    flags: PageFlags,
+) -> (String, Option<header::HeaderValue>) {
+    let now = s.clock.now();
+    match cookie(headers, PRE_COOKIE).filter(|v| s.keys.verify_pre(v, now)) {
         Some(v) => (v.to_owned(), None),
-        None => {
-            let v = crate::auth::random_token();
-            let c = set_cookie(PRE_COOKIE, &v, None, flags.https);
-            (v, Some(c))
-        }
+        None => match s.keys.issue_pre(now) {
+            Ok(v) => {
+                let c = set_cookie(PRE_COOKIE, &v, None, flags.https);
+                (v, Some(c))
+            }
+            Err(e) => {
+                // Signing cannot fail with an HMAC key; should it, the form is refused later.
+                tracing::error!(error = %e, "cannot sign a sign-in form token");
+                (String::new(), None)
+            }
+        },
     }
 }
 
@@ -309,12 +370,13 @@ struct LoginPage {
 }
 
 async fn login_form(
+    State(s): State<AppState>,
     Language(t): Language,
     Extension(flags): Extension<PageFlags>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (token, set) = pre_token(&headers, flags);
+    let (token, set) = pre_token(&s, &headers, flags);
     let page = LoginPage {
         l: Layout::new(t, token, None, "login", "/login"),
         error: None,
@@ -426,7 +488,7 @@ async fn login(
         return forbidden(t);
     }
     let next = safe_next(f.get("next"));
-    let (token, set) = pre_token(&headers, flags);
+    let (token, set) = pre_token(&s, &headers, flags);
     let email = field("email");
     let again = |error: &'static str, status: StatusCode| {
         let page = LoginPage {
@@ -448,11 +510,21 @@ async fn login(
             enrol_page(&s, t, token, mfa_token, next, None).await
         }
         Err(Error::Unauthorized(_)) => again(t.t("auth.wrong"), StatusCode::UNAUTHORIZED),
-        Err(Error::TooManyRequests { .. }) => {
-            again(t.t("auth.too_many"), StatusCode::TOO_MANY_REQUESTS)
-        }
+        Err(Error::TooManyRequests { retry_after }) => with_retry_after(
+            again(t.t("auth.too_many"), StatusCode::TOO_MANY_REQUESTS),
+            retry_after,
+        ),
         Err(e) => page_error(t, e),
     }
+}
+
+/// Tells a throttled browser when to try again, as the API does.
+fn with_retry_after(mut r: Response, seconds: i64) -> Response {
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(seconds.max(1)),
+    );
+    r
 }
 
 /// The first-time set-up of the second factor: a new secret, its QR code, a code field.
@@ -573,8 +645,18 @@ async fn login_code(
                 .await
                 .unwrap_or_else(|e| page_error(t, e));
         }
-        Ok(Err(_)) | Err(Error::TooManyRequests { .. }) => {
-            (t.t("auth.too_many"), StatusCode::TOO_MANY_REQUESTS)
+        Ok(Err(locked)) => {
+            let mut r = code_page(t, token, mfa_token, next, Some(t.t("auth.too_many")));
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            if let Some(retry) = locked.headers().get(header::RETRY_AFTER) {
+                r.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+            }
+            return r;
+        }
+        Err(Error::TooManyRequests { retry_after }) => {
+            let mut r = code_page(t, token, mfa_token, next, Some(t.t("auth.too_many")));
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return with_retry_after(r, retry_after);
         }
         Err(Error::Unauthorized(_)) => (t.t("auth.code.wrong"), StatusCode::UNAUTHORIZED),
         Err(e) => return page_error(t, e),
