@@ -358,3 +358,113 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(client_ip(parts)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only parsed")]
+    struct Body {
+        name: String,
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only parsed")]
+    struct Item {
+        description: String,
+        quantity: Option<i64>,
+    }
+
+    /// Arbitrary JSON values a few levels deep, with any text in strings and keys.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(Into::into),
+            any::<String>().prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // Any bytes at all: an answer, never a panic.
+        #[test]
+        fn json_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_json::<Body>(&bytes);
+        }
+
+        // Any JSON: accepted only when it has no control character anywhere, and refused
+        // naming a path when it has one.
+        #[test]
+        fn json_text_with_control_characters_is_never_accepted(value in json()) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            let has_control = {
+                fn any_control(v: &serde_json::Value) -> bool {
+                    use crate::domain::text::has_forbidden_control as bad;
+                    match v {
+                        serde_json::Value::String(s) => bad(s),
+                        serde_json::Value::Array(a) => a.iter().any(any_control),
+                        serde_json::Value::Object(m) => {
+                            m.iter().any(|(k, v)| bad(k) || any_control(v))
+                        }
+                        _ => false,
+                    }
+                }
+                any_control(&value)
+            };
+            match parse_json::<serde_json::Value>(&bytes) {
+                Ok(_) => prop_assert!(!has_control),
+                Err(Error::Validation(f)) => {
+                    prop_assert!(has_control);
+                    prop_assert_eq!(f[0].code, "invalid_characters");
+                }
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+
+        // A control character in a known field is refused with that field's path.
+        #[test]
+        fn the_refusal_names_the_field(
+            good in "[a-zа-я ]{0,10}",
+            bad in "[a-z]{0,3}[\u{0}-\u{8}\u{b}\u{c}\u{e}-\u{1f}\u{7f}][a-z]{0,3}",
+            at in 0usize..3,
+        ) {
+            let mut items: Vec<_> = (0..3)
+                .map(|_| serde_json::json!({"description": good.clone()}))
+                .collect();
+            items[at]["description"] = serde_json::Value::String(bad);
+            let body = serde_json::json!({"name": good, "items": items});
+            match parse_json::<Body>(&serde_json::to_vec(&body).unwrap()) {
+                Err(Error::Validation(f)) => {
+                    prop_assert_eq!(&f[0].field, &format!("items[{at}].description"));
+                }
+                other => prop_assert!(false, "accepted: {:?}", other),
+            }
+        }
+
+        // Query strings: any bytes, percent-escaped or not, never panic; text with a control
+        // character is refused.
+        #[test]
+        fn query_strings_never_panic_and_refuse_controls(q in any::<String>()) {
+            let decoded: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect();
+            let has_control = decoded.iter().any(|(k, v)| {
+                crate::domain::text::has_forbidden_control(k)
+                    || crate::domain::text::has_forbidden_control(v)
+            });
+            prop_assert_eq!(check_query_text(&q).is_err(), has_control);
+        }
+    }
+}

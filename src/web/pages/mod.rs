@@ -2307,3 +2307,33 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(catalog::routes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Form decoding: any body decodes or reads as no fields, never panics; what passes
+        // holds no control character, and a `next` with one is dropped, not refused.
+        #[test]
+        fn posted_forms_never_panic_and_never_pass_control_characters(
+            body in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let fields: HashMap<String, String> =
+                serde_urlencoded::from_bytes(&body).unwrap_or_default();
+            let had_next = fields.contains_key("next");
+            match without_controls(fields) {
+                Ok(kept) => {
+                    for (k, v) in &kept {
+                        prop_assert!(!has_forbidden_control(k) && !has_forbidden_control(v));
+                    }
+                    if had_next && !kept.contains_key("next") {
+                        prop_assert_eq!(safe_next(kept.get("next")), "/");
+                    }
+                }
+                Err(name) => prop_assert!(name != "next"),
+            }
+        }
+    }
+}
