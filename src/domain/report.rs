@@ -2,7 +2,7 @@
 
 use super::request::code_enum;
 use super::values::{self, Money, Quantity};
-use crate::error::{Error, Problems};
+use crate::error::{Error, FieldError, Problems};
 
 code_enum!(
     /// Report status.
@@ -50,7 +50,17 @@ pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
         if let (Some(description), Some(quantity), Some(unit), Some(unit_price)) =
             (description, quantity, unit, unit_price)
         {
-            let amount = values::line_amount(quantity, unit_price);
+            let Some(amount) = values::line_amount(quantity, unit_price) else {
+                p.push(FieldError::new(
+                    f("amount"),
+                    "too_large",
+                    format!(
+                        "quantity × unit price must be at most {} roubles",
+                        values::MAX_MONEY_TEXT
+                    ),
+                ));
+                continue;
+            };
             items.push(Item {
                 description,
                 quantity,
@@ -61,16 +71,23 @@ pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
         }
     }
     p.finish()?;
-    let total = total(&items);
-    if total.0 > values::MAX_MONEY_KOPECKS {
-        return Err(Error::field("items", "too_large", "the total is too large"));
-    }
+    let total = total(&items).ok_or_else(|| {
+        Error::field(
+            "total",
+            "too_large",
+            format!(
+                "the sum of the amounts must be at most {} roubles",
+                values::MAX_MONEY_TEXT
+            ),
+        )
+    })?;
     Ok((items, total))
 }
 
-/// Total = sum of amounts.
-pub fn total(items: &[Item]) -> Money {
-    Money(items.iter().map(|i| i.amount.0).sum())
+/// Total = the exact sum of the amounts; `None` when it is past [`Money::MAX`] (never a
+/// wrapped number).
+pub fn total(items: &[Item]) -> Option<Money> {
+    values::sum(items.iter().map(|i| i.amount))
 }
 
 /// Lines of a submitted or approved report are frozen.
@@ -139,6 +156,7 @@ mod tests {
         assert_eq!(items[1].amount, Money(30));
         assert_eq!(items[2].amount, Money(41_663)); // 416.625 -> 416.63
         assert_eq!(total, Money(250_000 + 30 + 41_663));
+        assert_eq!(super::total(&items), Some(total));
         assert_eq!(total.to_string(), "2916.93");
     }
 

@@ -179,27 +179,68 @@ pub fn like_pattern(q: &str) -> String {
 }
 
 /// Exact money in kopecks. Roubles on the wire as a decimal string with at most two decimals.
+///
+/// Arithmetic on money is checked: [`Money::checked_add`], [`line_amount`] and [`sum`] refuse
+/// (return `None`) rather than wrap, and never give a value past [`MAX_MONEY_KOPECKS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Money(pub i64);
 
-/// The largest amount accepted anywhere: a billion roubles is beyond any contract here.
+/// The largest amount of money accepted or computed anywhere, inclusive: 1 000 000 000.00 ₽
+/// (a billion roubles is beyond any contract here). It bounds unit prices, line amounts,
+/// report totals, contract values and bonuses alike; with it no sum of [`MAX_ITEMS`] lines
+/// comes anywhere near `i64`.
+///
+/// [`MAX_ITEMS`]: crate::domain::report::MAX_ITEMS
 pub const MAX_MONEY_KOPECKS: i64 = 100_000_000_000;
 
+/// [`MAX_MONEY_KOPECKS`] as the wire writes it.
+pub const MAX_MONEY_TEXT: &str = "1000000000.00";
+
 impl Money {
+    /// The largest amount accepted or computed, [`MAX_MONEY_KOPECKS`].
+    pub const MAX: Money = Money(MAX_MONEY_KOPECKS);
+
+    /// Roubles as a decimal string with at most two decimals, from zero to [`Money::MAX`].
     pub fn parse(field: &str, raw: &str) -> Result<Money, FieldError> {
         let kopecks = parse_fixed(field, raw, 2)?;
         if kopecks < 0 {
             return Err(FieldError::new(field, "negative", "must not be negative"));
         }
-        if kopecks > MAX_MONEY_KOPECKS {
-            return Err(FieldError::new(field, "too_large", "amount is too large"));
-        }
-        Ok(Money(kopecks))
+        Money::new(kopecks).ok_or_else(|| too_much(field))
+    }
+
+    /// `kopecks` as money when it is within `0..=MAX_MONEY_KOPECKS`.
+    pub fn new(kopecks: i64) -> Option<Money> {
+        (0..=MAX_MONEY_KOPECKS)
+            .contains(&kopecks)
+            .then_some(Money(kopecks))
+    }
+
+    /// The exact sum, or `None` when it would be negative or past [`Money::MAX`].
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        Money::new(self.0.checked_add(other.0)?)
     }
 
     pub fn kopecks(self) -> i64 {
         self.0
     }
+}
+
+/// The refusal of an amount past [`Money::MAX`].
+pub fn too_much(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "too_large",
+        format!("must be at most {MAX_MONEY_TEXT} roubles"),
+    )
+}
+
+/// The exact sum of amounts, or `None` when it (or any part of it) is negative or past
+/// [`Money::MAX`].
+pub fn sum(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {
+    amounts
+        .into_iter()
+        .try_fold(Money(0), |acc, a| acc.checked_add(Money::new(a.0)?))
 }
 
 impl std::fmt::Display for Money {
@@ -232,11 +273,15 @@ impl Money {
 }
 
 /// An exact quantity in thousandths of a unit; on the wire a decimal string with at most three
-/// decimals, strictly positive.
+/// decimals, strictly positive and at most [`MAX_QUANTITY_MILLI`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(pub i64);
 
+/// The largest quantity accepted, inclusive, in thousandths: 1 000 000 units.
 pub const MAX_QUANTITY_MILLI: i64 = 1_000_000_000;
+
+/// [`MAX_QUANTITY_MILLI`] as the wire writes it.
+pub const MAX_QUANTITY_TEXT: &str = "1000000";
 
 impl Quantity {
     pub fn parse(field: &str, raw: &str) -> Result<Quantity, FieldError> {
@@ -249,7 +294,11 @@ impl Quantity {
             ));
         }
         if milli > MAX_QUANTITY_MILLI {
-            return Err(FieldError::new(field, "too_large", "quantity is too large"));
+            return Err(FieldError::new(
+                field,
+                "too_large",
+                format!("must be at most {MAX_QUANTITY_TEXT}"),
+            ));
         }
         Ok(Quantity(milli))
     }
@@ -315,16 +364,21 @@ fn parse_fixed(field: &str, raw: &str, scale: u32) -> Result<i64, FieldError> {
         ));
     }
     use rust_decimal::prelude::ToPrimitive;
-    (d * Decimal::from(10_i64.pow(scale)))
-        .to_i64()
+    d.checked_mul(Decimal::from(10_i64.pow(scale)))
+        .and_then(|units| units.to_i64())
         .ok_or_else(|| FieldError::new(field, "too_large", "number is too large"))
 }
 
-/// `quantity × unit price`, rounded half away from zero to whole kopecks.
-pub fn line_amount(q: Quantity, price: Money) -> Money {
-    let prod = i128::from(q.0) * i128::from(price.0); // in 1/1000 kopeck
-    let rounded = (prod + 500) / 1000; // both factors are non-negative
-    Money(i64::try_from(rounded).unwrap_or(i64::MAX))
+/// `quantity × unit price`, exact, rounded half up to whole kopecks; `None` when a factor is
+/// negative or the amount is past [`Money::MAX`] (never a wrapped or clamped number).
+pub fn line_amount(q: Quantity, price: Money) -> Option<Money> {
+    if q.0 < 0 || price.0 < 0 {
+        return None;
+    }
+    // In thousandths of a kopeck; i64 × i64 always fits in i128.
+    let prod = i128::from(q.0).checked_mul(i128::from(price.0))?;
+    let rounded = prod.checked_add(500)? / 1000;
+    Money::new(i64::try_from(rounded).ok()?)
 }
 
 #[cfg(test)]
@@ -444,13 +498,50 @@ mod tests {
 
     #[test]
     fn line_amount_is_exact_and_rounds_half_up() {
-        assert_eq!(line_amount(Quantity(3000), Money(125_000)), Money(375_000));
-        assert_eq!(line_amount(Quantity(1500), Money(33)), Money(50)); // 0.495 -> 0.50
-        assert_eq!(line_amount(Quantity(1), Money(1)), Money(0));
+        let amount = |q, p| line_amount(Quantity(q), Money(p)).unwrap();
+        assert_eq!(amount(3000, 125_000), Money(375_000));
+        assert_eq!(amount(1500, 33), Money(50)); // 0.495 -> 0.50
+        assert_eq!(amount(1, 1), Money(0));
         // 0.1 + 0.2 style sums stay exact.
-        let a = line_amount(Quantity(1000), Money(10));
-        let b = line_amount(Quantity(1000), Money(20));
-        assert_eq!(Money(a.0 + b.0).to_string(), "0.30");
+        let a = amount(1000, 10);
+        let b = amount(1000, 20);
+        assert_eq!(a.checked_add(b).unwrap().to_string(), "0.30");
+    }
+
+    #[test]
+    fn money_arithmetic_refuses_past_the_maximum() {
+        // The largest quantity at the largest price: far past the maximum, refused.
+        assert_eq!(
+            line_amount(Quantity(MAX_QUANTITY_MILLI), Money(MAX_MONEY_KOPECKS)),
+            None
+        );
+        assert_eq!(
+            line_amount(Quantity(1_000_000_000), Money(100_000)),
+            Some(Money::MAX)
+        );
+        assert_eq!(line_amount(Quantity(1_000_000_000), Money(100_001)), None);
+        assert_eq!(line_amount(Quantity(i64::MAX), Money(i64::MAX)), None);
+        assert_eq!(line_amount(Quantity(-1000), Money(100)), None);
+        assert_eq!(Money::MAX.checked_add(Money(0)), Some(Money::MAX));
+        assert_eq!(Money::MAX.checked_add(Money(1)), None);
+        assert_eq!(Money(i64::MAX).checked_add(Money(1)), None);
+        assert_eq!(sum([Money(1), Money(2)]), Some(Money(3)));
+        assert_eq!(sum([]), Some(Money(0)));
+        // 93 lines of 10^17 kopecks used to wrap to a negative total.
+        assert_eq!(sum(vec![Money(100_000_000_000_000_000); 93]), None);
+        assert_eq!(sum([Money::MAX, Money(1)]), None);
+        assert_eq!(sum([Money(-1), Money(1)]), None);
+        assert_eq!(Money::MAX.to_string(), MAX_MONEY_TEXT);
+        assert_eq!(Quantity(MAX_QUANTITY_MILLI).to_string(), MAX_QUANTITY_TEXT);
+        assert_eq!(Money::parse("p", MAX_MONEY_TEXT), Ok(Money::MAX));
+        assert_eq!(
+            Money::parse("p", "1000000000.01").unwrap_err().code,
+            "too_large"
+        );
+        assert_eq!(
+            Quantity::parse("q", "1000000.001").unwrap_err().code,
+            "too_large"
+        );
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub struct NewProject {
     pub end_date: Option<NaiveDate>,
     #[serde(default)]
     pub manager_id: Option<UserId>,
-    /// Roubles, as a decimal string.
+    /// Roubles, as a decimal string, up to two decimals; at most 1000000000.00.
     #[serde(default)]
     pub contract_value: Option<String>,
     #[serde(default)]
@@ -124,6 +124,7 @@ pub struct ProjectPatch {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<i64>)]
     pub manager_id: Option<Option<UserId>>,
+    /// Roubles, as a decimal string, up to two decimals; at most 1000000000.00.
     pub contract_value: Option<String>,
     pub status: Option<ProjectStatus>,
 }

@@ -58,14 +58,15 @@ struct ItemRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkItem {
     pub description: String,
-    /// Decimal string, up to three decimals.
+    /// Decimal string, up to three decimals; greater than 0 and at most 1000000.
     #[schema(example = "1.5")]
     pub quantity: String,
     pub unit: String,
-    /// Roubles, decimal string.
+    /// Roubles, decimal string, up to two decimals; at most 1000000000.00.
     #[schema(example = "1250.00")]
     pub unit_price: String,
-    /// quantity × unit price, computed by the server.
+    /// quantity × unit price, computed by the server, rounded half up to kopecks; at most
+    /// 1000000000.00 (a line past it is refused as `items[i].amount`).
     #[schema(example = "1875.00")]
     pub amount: String,
 }
@@ -75,10 +76,14 @@ pub struct WorkItem {
 #[serde(deny_unknown_fields)]
 pub struct NewWorkItem {
     pub description: String,
+    /// Decimal string, up to three decimals; greater than 0 and at most 1000000.
     #[schema(example = "1.5")]
     pub quantity: String,
     #[serde(default)]
     pub unit: String,
+    /// Roubles, decimal string, up to two decimals; from 0 to 1000000000.00. The line's
+    /// amount (quantity × unit price) must not pass 1000000000.00 either (refused as
+    /// `items[i].amount`).
     #[schema(example = "1250.00")]
     pub unit_price: String,
 }
@@ -95,9 +100,11 @@ pub struct Report {
     pub engineer_id: UserId,
     pub status: ReportStatus,
     pub items: Vec<WorkItem>,
-    /// Sum of the amounts, computed by the server.
+    /// Sum of the amounts, computed by the server; at most 1000000000.00 (lines whose sum
+    /// passes it are refused as `total`).
     #[schema(example = "1875.00")]
     pub total: String,
+    /// Roubles, decimal string; at most 1000000000.00.
     #[schema(example = "500.00")]
     pub engineer_bonus: String,
     pub notes: String,
@@ -122,8 +129,10 @@ pub struct NewReport {
     /// Defaults to the request's engineer; engineers always report as themselves.
     #[serde(default)]
     pub engineer_id: Option<UserId>,
+    /// At most 500 lines; their amounts must sum to at most 1000000000.00.
     #[serde(default)]
     pub items: Vec<NewWorkItem>,
+    /// Roubles, decimal string; at most 1000000000.00.
     #[serde(default)]
     pub engineer_bonus: Option<String>,
     #[serde(default)]
@@ -135,8 +144,9 @@ pub struct NewReport {
 pub struct ReportPatch {
     pub version: Option<i64>,
     pub work_date: Option<NaiveDate>,
-    /// Replaces every line.
+    /// Replaces every line (at most 500; their amounts must sum to at most 1000000000.00).
     pub items: Option<Vec<NewWorkItem>>,
+    /// Roubles, decimal string; at most 1000000000.00.
     pub engineer_bonus: Option<String>,
     pub notes: Option<String>,
 }

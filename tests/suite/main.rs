@@ -10,6 +10,7 @@ mod bad_input;
 mod catalog;
 mod catalog_pages;
 mod concurrency;
+mod input_limits;
 mod migrations;
 mod ops;
 mod pages;
