@@ -1,7 +1,46 @@
 //! Timestamps: stored in UTC as fixed-width RFC 3339 text, so they sort and compare as text
 //! on every backend.
 
+use crate::error::FieldError;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
+/// The earliest day accepted in any date or moment from outside (inclusive).
+pub const MIN_DATE: NaiveDate = ymd(2000, 1, 1);
+/// The last day accepted in any date or moment from outside (inclusive). Together with
+/// [`MIN_DATE`] it keeps every stored date four-digit, so the fixed-width text of [`to_db`]
+/// and [`date_to_db`] stays readable by [`from_db`] and sortable on every backend.
+pub const MAX_DATE: NaiveDate = ymd(2199, 12, 31);
+
+const fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+    match NaiveDate::from_ymd_opt(y, m, d) {
+        Some(d) => d,
+        None => panic!("a valid date"),
+    }
+}
+
+fn out_of_range(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        "out_of_range",
+        format!("must be between {MIN_DATE} and {MAX_DATE}"),
+    )
+}
+
+/// A calendar date from outside (a work date, a contract's start or end): refused unless
+/// between [`MIN_DATE`] and [`MAX_DATE`] inclusive.
+pub fn check_date(field: &str, d: NaiveDate) -> Result<NaiveDate, FieldError> {
+    if (MIN_DATE..=MAX_DATE).contains(&d) {
+        Ok(d)
+    } else {
+        Err(out_of_range(field))
+    }
+}
+
+/// A moment from outside (a request's reported or planned times): refused unless its UTC day
+/// is between [`MIN_DATE`] and [`MAX_DATE`] inclusive.
+pub fn check_moment(field: &str, t: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    check_date(field, t.date_naive()).map(|_| t)
+}
 
 /// Renders a UTC instant the one way the database stores it: microsecond precision, `Z`.
 pub fn to_db(t: DateTime<Utc>) -> String {

@@ -5,7 +5,7 @@ use crate::domain::access::{self, Action, Resource, Scope};
 use crate::domain::ids::{ReportId, RequestId, UserId};
 use crate::domain::report::{self, Item, RawItem, ReportStatus};
 use crate::domain::request::{self, Status};
-use crate::domain::time::{date_from_db, date_to_db};
+use crate::domain::time::{self, date_from_db, date_to_db};
 use crate::domain::values::{self, Money, Quantity};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -125,6 +125,7 @@ pub struct Report {
 #[serde(deny_unknown_fields)]
 pub struct NewReport {
     pub request_id: RequestId,
+    /// From 2000-01-01 to 2199-12-31.
     pub work_date: NaiveDate,
     /// Defaults to the request's engineer; engineers always report as themselves.
     #[serde(default)]
@@ -143,6 +144,7 @@ pub struct NewReport {
 #[serde(deny_unknown_fields)]
 pub struct ReportPatch {
     pub version: Option<i64>,
+    /// From 2000-01-01 to 2199-12-31.
     pub work_date: Option<NaiveDate>,
     /// Replaces every line (at most 500; their amounts must sum to at most 1000000000.00).
     pub items: Option<Vec<NewWorkItem>>,
@@ -326,8 +328,13 @@ pub async fn get(db: &Db, ctx: &Ctx, id: ReportId) -> Result<Report> {
     Ok(v)
 }
 
+fn check_work_date(d: NaiveDate) -> Result<NaiveDate> {
+    time::check_date("work_date", d).map_err(|e| Error::Validation(vec![e]))
+}
+
 pub async fn create(db: &Db, ctx: &Ctx, input: NewReport) -> Result<Report> {
     require(ctx, Action::Create)?;
+    let work_date = check_work_date(input.work_date)?;
     let (items, total) = parse_items(&input.items)?;
     let bonus = parse_bonus(input.engineer_bonus.as_deref())?;
     let notes =
@@ -382,7 +389,7 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewReport) -> Result<Report> {
         .push(", ")
         .bind(req.id.0)
         .push(", ")
-        .bind(date_to_db(input.work_date))
+        .bind(date_to_db(work_date))
         .push(", ")
         .bind(engineer.0)
         .push(", 'draft', ")
@@ -431,6 +438,10 @@ pub async fn update(
     require(ctx, Action::Update)?;
     super::check_version(expected, before.version)?;
     report::ensure_editable(before.status)?;
+    let work_date = match patch.work_date {
+        Some(d) => check_work_date(d)?,
+        None => before.work_date,
+    };
     let bonus = match &patch.engineer_bonus {
         Some(b) => parse_bonus(Some(b))?,
         None => parse_bonus(Some(&before.engineer_bonus))?,
@@ -440,7 +451,7 @@ pub async fn update(
         None => before.notes.clone(),
     };
     let mut q = Q::new("UPDATE service_reports SET work_date = ");
-    q.bind(date_to_db(patch.work_date.unwrap_or(before.work_date)))
+    q.bind(date_to_db(work_date))
         .push(", engineer_bonus = ")
         .bind(bonus.kopecks())
         .push(", notes = ")
