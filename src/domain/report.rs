@@ -2,7 +2,7 @@
 
 use super::request::code_enum;
 use super::values::{self, Money, Quantity};
-use crate::error::{Error, Problems};
+use crate::error::{Error, FieldError, Problems};
 
 code_enum!(
     /// Report status.
@@ -50,7 +50,17 @@ pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
         if let (Some(description), Some(quantity), Some(unit), Some(unit_price)) =
             (description, quantity, unit, unit_price)
         {
-            let amount = values::line_amount(quantity, unit_price);
+            let Some(amount) = values::line_amount(quantity, unit_price) else {
+                p.push(FieldError::new(
+                    f("amount"),
+                    "too_large",
+                    format!(
+                        "quantity × unit price must be at most {} roubles",
+                        values::MAX_MONEY_TEXT
+                    ),
+                ));
+                continue;
+            };
             items.push(Item {
                 description,
                 quantity,
@@ -61,16 +71,23 @@ pub fn parse_items(raw: &[RawItem<'_>]) -> Result<(Vec<Item>, Money), Error> {
         }
     }
     p.finish()?;
-    let total = total(&items);
-    if total.0 > values::MAX_MONEY_KOPECKS {
-        return Err(Error::field("items", "too_large", "the total is too large"));
-    }
+    let total = total(&items).ok_or_else(|| {
+        Error::field(
+            "total",
+            "too_large",
+            format!(
+                "the sum of the amounts must be at most {} roubles",
+                values::MAX_MONEY_TEXT
+            ),
+        )
+    })?;
     Ok((items, total))
 }
 
-/// Total = sum of amounts.
-pub fn total(items: &[Item]) -> Money {
-    Money(items.iter().map(|i| i.amount.0).sum())
+/// Total = the exact sum of the amounts; `None` when it is past [`Money::MAX`] (never a
+/// wrapped number).
+pub fn total(items: &[Item]) -> Option<Money> {
+    values::sum(items.iter().map(|i| i.amount))
 }
 
 /// Lines of a submitted or approved report are frozen.
@@ -139,6 +156,7 @@ mod tests {
         assert_eq!(items[1].amount, Money(30));
         assert_eq!(items[2].amount, Money(41_663)); // 416.625 -> 416.63
         assert_eq!(total, Money(250_000 + 30 + 41_663));
+        assert_eq!(super::total(&items), Some(total));
         assert_eq!(total.to_string(), "2916.93");
     }
 
@@ -167,5 +185,74 @@ mod tests {
         assert!(ensure_submittable(ReportStatus::Submitted, 1).is_err());
         assert!(ensure_approvable(ReportStatus::Submitted).is_ok());
         assert!(ensure_approvable(ReportStatus::Draft).is_err());
+    }
+}
+
+/// Property tests: a report's amounts and total are the exact numbers or a refusal naming
+/// the field, never a wrapped or clamped number.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::domain::values::{MAX_MONEY_KOPECKS, MAX_QUANTITY_MILLI};
+    use proptest::prelude::*;
+
+    /// `(quantity in thousandths, unit price in kopecks)` of a line, mostly valid and often
+    /// large enough for amounts and totals to pass the maximum.
+    fn line() -> impl Strategy<Value = (i64, i64)> {
+        (
+            prop_oneof![1..=1000_i64, 1..=MAX_QUANTITY_MILLI],
+            prop_oneof![0..=100_000_i64, 0..=MAX_MONEY_KOPECKS],
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn totals_are_exact_sums_or_refusals(lines in proptest::collection::vec(line(), 0..40)) {
+            let texts: Vec<(String, String)> = lines
+                .iter()
+                .map(|(q, p)| (Quantity(*q).to_string(), Money(*p).to_string()))
+                .collect();
+            let raw: Vec<RawItem<'_>> = texts
+                .iter()
+                .map(|(q, p)| RawItem { description: "Работы", quantity: q, unit: "шт", unit_price: p })
+                .collect();
+            // The reference, in i128: each amount rounded half up, then their plain sum.
+            let amounts: Vec<i128> = lines
+                .iter()
+                .map(|(q, p)| {
+                    let exact = i128::from(*q) * i128::from(*p);
+                    exact / 1000 + i128::from(exact % 1000 >= 500)
+                })
+                .collect();
+            let max = i128::from(MAX_MONEY_KOPECKS);
+            let too_large: Vec<String> = amounts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a > max)
+                .map(|(i, _)| format!("items[{i}].amount"))
+                .collect();
+            let sum: i128 = amounts.iter().sum();
+            match parse_items(&raw) {
+                Ok((items, total)) => {
+                    prop_assert!(too_large.is_empty() && sum <= max);
+                    prop_assert_eq!(i128::from(total.0), sum);
+                    for (item, want) in items.iter().zip(&amounts) {
+                        prop_assert_eq!(i128::from(item.amount.0), *want);
+                    }
+                    prop_assert_eq!(items.len(), lines.len());
+                }
+                Err(Error::Validation(fields)) => {
+                    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+                    if too_large.is_empty() {
+                        prop_assert!(sum > max);
+                        prop_assert_eq!(named, ["total"]);
+                    } else {
+                        prop_assert_eq!(named, too_large.iter().map(String::as_str).collect::<Vec<_>>());
+                    }
+                    prop_assert!(fields.iter().all(|f| f.code == "too_large"));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
     }
 }

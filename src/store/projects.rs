@@ -4,7 +4,7 @@ use super::{Ctx, Db, Expected, Page, Q, ScopeSql, Tx, UniqueExt, audit, db_ts, t
 use crate::domain::access::{self, Action, Resource, Role};
 use crate::domain::ids::{CustomerId, ObjectId, ProjectId, UserId};
 use crate::domain::project::{self, ProjectStatus};
-use crate::domain::time::{date_from_db, date_to_db};
+use crate::domain::time::{self, date_from_db, date_to_db};
 use crate::domain::values::{self, Money};
 use crate::error::{Error, Problems, Result};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -98,12 +98,14 @@ pub struct Project {
 pub struct NewProject {
     pub customer_id: CustomerId,
     pub name: String,
+    /// From 2000-01-01 to 2199-12-31.
     pub start_date: NaiveDate,
+    /// From 2000-01-01 to 2199-12-31, not before the start.
     #[serde(default)]
     pub end_date: Option<NaiveDate>,
     #[serde(default)]
     pub manager_id: Option<UserId>,
-    /// Roubles, as a decimal string.
+    /// Roubles, as a decimal string, up to two decimals; at most 1000000000.00.
     #[serde(default)]
     pub contract_value: Option<String>,
     #[serde(default)]
@@ -117,13 +119,16 @@ pub struct NewProject {
 pub struct ProjectPatch {
     pub version: Option<i64>,
     pub name: Option<String>,
+    /// From 2000-01-01 to 2199-12-31.
     pub start_date: Option<NaiveDate>,
+    /// From 2000-01-01 to 2199-12-31, not before the start.
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<NaiveDate>)]
     pub end_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<i64>)]
     pub manager_id: Option<Option<UserId>>,
+    /// Roubles, as a decimal string, up to two decimals; at most 1000000000.00.
     pub contract_value: Option<String>,
     pub status: Option<ProjectStatus>,
 }
@@ -192,15 +197,26 @@ struct Fields {
     value: Money,
 }
 
+/// Checks a project's fields; `given` are the dates the client sent, held to the sane range
+/// of [`time::check_date`] (dates stored before the range was enforced stay as they are).
 fn check(
     name: &str,
     start: NaiveDate,
     end: Option<NaiveDate>,
+    given: [(&str, Option<NaiveDate>); 2],
     value: Option<&str>,
 ) -> Result<Fields> {
     let mut p = Problems::new();
     let name = p.check(values::required_line("name", name, 300));
-    p.check(project::check_dates(start, end));
+    let mut in_range = true;
+    for (field, d) in given {
+        if let Some(d) = d {
+            in_range &= p.check(time::check_date(field, d)).is_some();
+        }
+    }
+    if in_range {
+        p.check(project::check_dates(start, end));
+    }
     let value = match value {
         Some(v) => p.check(Money::parse("contract_value", v)),
         None => Some(Money(0)),
@@ -322,6 +338,10 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewProject) -> Result<Project> {
         &input.name,
         input.start_date,
         input.end_date,
+        [
+            ("start_date", Some(input.start_date)),
+            ("end_date", input.end_date),
+        ],
         input.contract_value.as_deref(),
     )?;
     let mut tx = db.begin().await?;
@@ -404,6 +424,10 @@ pub async fn update(
         patch.name.as_deref().unwrap_or(&before.name),
         start,
         end,
+        [
+            ("start_date", patch.start_date),
+            ("end_date", patch.end_date.flatten()),
+        ],
         Some(&value),
     )?;
     let manager = patch.manager_id.unwrap_or(before.manager_id);

@@ -5,7 +5,7 @@ use crate::domain::access::{self, Action, Resource, Scope};
 use crate::domain::ids::{ReportId, RequestId, UserId};
 use crate::domain::report::{self, Item, RawItem, ReportStatus};
 use crate::domain::request::{self, Status};
-use crate::domain::time::{date_from_db, date_to_db};
+use crate::domain::time::{self, date_from_db, date_to_db};
 use crate::domain::values::{self, Money, Quantity};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -58,14 +58,15 @@ struct ItemRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkItem {
     pub description: String,
-    /// Decimal string, up to three decimals.
+    /// Decimal string, up to three decimals; greater than 0 and at most 1000000.
     #[schema(example = "1.5")]
     pub quantity: String,
     pub unit: String,
-    /// Roubles, decimal string.
+    /// Roubles, decimal string, up to two decimals; at most 1000000000.00.
     #[schema(example = "1250.00")]
     pub unit_price: String,
-    /// quantity × unit price, computed by the server.
+    /// quantity × unit price, computed by the server, rounded half up to kopecks; at most
+    /// 1000000000.00 (a line past it is refused as `items[i].amount`).
     #[schema(example = "1875.00")]
     pub amount: String,
 }
@@ -75,10 +76,14 @@ pub struct WorkItem {
 #[serde(deny_unknown_fields)]
 pub struct NewWorkItem {
     pub description: String,
+    /// Decimal string, up to three decimals; greater than 0 and at most 1000000.
     #[schema(example = "1.5")]
     pub quantity: String,
     #[serde(default)]
     pub unit: String,
+    /// Roubles, decimal string, up to two decimals; from 0 to 1000000000.00. The line's
+    /// amount (quantity × unit price) must not pass 1000000000.00 either (refused as
+    /// `items[i].amount`).
     #[schema(example = "1250.00")]
     pub unit_price: String,
 }
@@ -95,9 +100,11 @@ pub struct Report {
     pub engineer_id: UserId,
     pub status: ReportStatus,
     pub items: Vec<WorkItem>,
-    /// Sum of the amounts, computed by the server.
+    /// Sum of the amounts, computed by the server; at most 1000000000.00 (lines whose sum
+    /// passes it are refused as `total`).
     #[schema(example = "1875.00")]
     pub total: String,
+    /// Roubles, decimal string; at most 1000000000.00.
     #[schema(example = "500.00")]
     pub engineer_bonus: String,
     pub notes: String,
@@ -118,12 +125,15 @@ pub struct Report {
 #[serde(deny_unknown_fields)]
 pub struct NewReport {
     pub request_id: RequestId,
+    /// From 2000-01-01 to 2199-12-31.
     pub work_date: NaiveDate,
     /// Defaults to the request's engineer; engineers always report as themselves.
     #[serde(default)]
     pub engineer_id: Option<UserId>,
+    /// At most 500 lines; their amounts must sum to at most 1000000000.00.
     #[serde(default)]
     pub items: Vec<NewWorkItem>,
+    /// Roubles, decimal string; at most 1000000000.00.
     #[serde(default)]
     pub engineer_bonus: Option<String>,
     #[serde(default)]
@@ -134,9 +144,11 @@ pub struct NewReport {
 #[serde(deny_unknown_fields)]
 pub struct ReportPatch {
     pub version: Option<i64>,
+    /// From 2000-01-01 to 2199-12-31.
     pub work_date: Option<NaiveDate>,
-    /// Replaces every line.
+    /// Replaces every line (at most 500; their amounts must sum to at most 1000000000.00).
     pub items: Option<Vec<NewWorkItem>>,
+    /// Roubles, decimal string; at most 1000000000.00.
     pub engineer_bonus: Option<String>,
     pub notes: Option<String>,
 }
@@ -316,8 +328,13 @@ pub async fn get(db: &Db, ctx: &Ctx, id: ReportId) -> Result<Report> {
     Ok(v)
 }
 
+fn check_work_date(d: NaiveDate) -> Result<NaiveDate> {
+    time::check_date("work_date", d).map_err(|e| Error::Validation(vec![e]))
+}
+
 pub async fn create(db: &Db, ctx: &Ctx, input: NewReport) -> Result<Report> {
     require(ctx, Action::Create)?;
+    let work_date = check_work_date(input.work_date)?;
     let (items, total) = parse_items(&input.items)?;
     let bonus = parse_bonus(input.engineer_bonus.as_deref())?;
     let notes =
@@ -372,7 +389,7 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewReport) -> Result<Report> {
         .push(", ")
         .bind(req.id.0)
         .push(", ")
-        .bind(date_to_db(input.work_date))
+        .bind(date_to_db(work_date))
         .push(", ")
         .bind(engineer.0)
         .push(", 'draft', ")
@@ -421,6 +438,10 @@ pub async fn update(
     require(ctx, Action::Update)?;
     super::check_version(expected, before.version)?;
     report::ensure_editable(before.status)?;
+    let work_date = match patch.work_date {
+        Some(d) => check_work_date(d)?,
+        None => before.work_date,
+    };
     let bonus = match &patch.engineer_bonus {
         Some(b) => parse_bonus(Some(b))?,
         None => parse_bonus(Some(&before.engineer_bonus))?,
@@ -430,7 +451,7 @@ pub async fn update(
         None => before.notes.clone(),
     };
     let mut q = Q::new("UPDATE service_reports SET work_date = ");
-    q.bind(date_to_db(patch.work_date.unwrap_or(before.work_date)))
+    q.bind(date_to_db(work_date))
         .push(", engineer_bonus = ")
         .bind(bonus.kopecks())
         .push(", notes = ")

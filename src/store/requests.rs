@@ -5,7 +5,7 @@ use super::{Ctx, Db, Expected, Page, Q, ScopeSql, Tx, audit, db_ts, ts, ts_opt};
 use crate::domain::access::{self, Action, Resource, Role, Scope};
 use crate::domain::ids::{CommentId, CustomerId, ObjectId, ProjectId, ReportId, RequestId, UserId};
 use crate::domain::request::{self, RequestType, SlaPolicy, Source, Status, TransitionFacts};
-use crate::domain::values;
+use crate::domain::{time, values};
 use crate::error::{Error, FieldError, Problems, Result};
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -166,12 +166,13 @@ pub struct NewRequest {
     /// Staff only; clients' requests come from the portal.
     #[serde(default)]
     pub source: Option<Source>,
+    /// RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default)]
     pub reported_at: Option<DateTime<Utc>>,
-    /// Staff only.
+    /// Staff only. RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default)]
     pub planned_start: Option<DateTime<Utc>>,
-    /// Staff only.
+    /// Staff only. RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default)]
     pub planned_end: Option<DateTime<Utc>>,
 }
@@ -194,12 +195,15 @@ pub struct RequestPatch {
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<i64>)]
     pub assigned_to: Option<Option<UserId>>,
+    /// RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub reported_at: Option<Option<DateTime<Utc>>>,
+    /// RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub planned_start: Option<Option<DateTime<Utc>>>,
+    /// RFC 3339; its UTC day from 2000-01-01 to 2199-12-31.
     #[serde(default, deserialize_with = "super::double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub planned_end: Option<Option<DateTime<Utc>>>,
@@ -474,6 +478,18 @@ fn texts(subject: &str, description: &str) -> Result<Texts> {
     })
 }
 
+/// Moments given from outside, each refused unless within the sane range of
+/// [`time::check_moment`]; every offending field is named at once.
+fn check_moments(moments: &[(&str, Option<DateTime<Utc>>)]) -> Result<()> {
+    let mut p = Problems::new();
+    for (field, t) in moments {
+        if let Some(t) = t {
+            p.check(time::check_moment(field, *t));
+        }
+    }
+    p.finish()
+}
+
 fn check_planned(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<()> {
     if let (Some(s), Some(e)) = (start, end)
         && e < s
@@ -518,6 +534,11 @@ pub async fn create(
         p.finish()?;
     }
     let t = texts(&input.subject, &input.description)?;
+    check_moments(&[
+        ("reported_at", input.reported_at),
+        ("planned_start", input.planned_start),
+        ("planned_end", input.planned_end),
+    ])?;
     check_planned(input.planned_start, input.planned_end)?;
     let source = input
         .source
@@ -684,6 +705,12 @@ pub async fn update(
         patch.subject.as_deref().unwrap_or(&before.subject),
         patch.description.as_deref().unwrap_or(&before.description),
     )?;
+    // Only what the patch sets: times stored before the range was enforced stay editable.
+    check_moments(&[
+        ("reported_at", patch.reported_at.flatten()),
+        ("planned_start", patch.planned_start.flatten()),
+        ("planned_end", patch.planned_end.flatten()),
+    ])?;
     let planned_start = patch.planned_start.unwrap_or(before.planned_start);
     let planned_end = patch.planned_end.unwrap_or(before.planned_end);
     check_planned(planned_start, planned_end)?;

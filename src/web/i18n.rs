@@ -292,3 +292,74 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the `Accept-Language` reading: any header, however malformed, gives a
+/// supported language (or none, and the pages fall back to Russian) and never panics.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Header-like lists of tags with weights, well- and ill-formed, and arbitrary text.
+    fn header() -> impl Strategy<Value = String> {
+        let tag = prop_oneof![
+            Just("ru".to_owned()),
+            Just("en".to_owned()),
+            "(RU|EN|ru|en)-[A-Za-z]{2}",
+            "[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})?",
+            Just("*".to_owned()),
+        ];
+        let weight = prop_oneof![
+            Just(String::new()),
+            "; ?q=(0|1|0\\.[0-9]{1,4}|1\\.0{1,3})",
+            ";q=[-+0-9.eEaNinf]{0,8}",
+            ";[ a-z=0-9.;]{0,10}",
+        ];
+        prop_oneof![
+            proptest::collection::vec((tag, weight), 0..8).prop_map(|parts| {
+                parts
+                    .into_iter()
+                    .map(|(t, w)| format!("{t}{w}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+            "[a-zA-Z0-9,;=.* -]{0,60}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_gives_a_supported_language(h in header()) {
+            let got = Lang::from_accept_language(&h);
+            if let Some(lang) = got {
+                // It was asked for: some entry's primary tag names it.
+                let asked = h.split(',').any(|part| {
+                    let tag = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                    tag.split('-').next() == Some(lang.code())
+                });
+                prop_assert!(asked, "{:?} -> {:?}", h, lang);
+            }
+            // A supported language listed first without a weight always wins.
+            for lang in [Lang::Ru, Lang::En] {
+                let first = format!("{},{h}", lang.code());
+                prop_assert_eq!(Lang::from_accept_language(&first), Some(lang));
+            }
+            // Through the pages' own reading of the request, always Russian or English.
+            if let Ok(value) = axum::http::HeaderValue::from_str(&h) {
+                let mut headers = axum::http::HeaderMap::new();
+                headers.insert(axum::http::header::ACCEPT_LANGUAGE, value);
+                let lang = crate::web::session::lang_of(&headers);
+                prop_assert_eq!(lang, got.unwrap_or(Lang::Ru));
+                prop_assert!(matches!(lang, Lang::Ru | Lang::En));
+            }
+        }
+
+        #[test]
+        fn headers_without_russian_or_english_give_none(
+            tags in proptest::collection::vec("(de|fr|zh|ja|ruu|eng|r|e)(-[A-Z]{2})?(;q=0\\.[0-9])?", 0..6)
+        ) {
+            prop_assert_eq!(Lang::from_accept_language(&tags.join(", ")), None);
+        }
+    }
+}

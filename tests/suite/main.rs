@@ -12,6 +12,7 @@ mod catalog_pages;
 mod concurrency;
 mod hangups;
 mod hostile;
+mod input_limits;
 mod migrations;
 mod ops;
 mod pages;

@@ -1940,11 +1940,11 @@ fn amounts(t: Tr, rows: Vec<PostedRow>) -> (Vec<ShownRow>, String) {
                 Quantity::parse("quantity", &q.trim().replace(',', ".")),
                 Money::parse("price", &p.trim().replace(',', ".")),
             ) {
-                (Ok(q), Ok(p)) => Some(line_amount(q, p)),
+                (Ok(q), Ok(p)) => line_amount(q, p),
                 _ => None,
             };
             total = match (total, amount) {
-                (Some(sum), Some(a)) => Some(Money(sum.0 + a.0)),
+                (Some(sum), Some(a)) => sum.checked_add(a),
                 _ => None,
             };
             ShownRow {
