@@ -294,7 +294,7 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
         "user",
         Some(row.id),
         None,
-        Some(&audit::snapshot(&view)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &view)),
     )
     .await?;
     tx.commit().await?;
@@ -408,8 +408,8 @@ pub async fn update(
         "update",
         "user",
         Some(id.0),
-        Some(&audit::snapshot(&before)),
-        Some(&audit::snapshot(&after)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &before)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &after)),
     )
     .await?;
     tx.commit().await?;
