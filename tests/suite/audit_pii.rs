@@ -1,6 +1,6 @@
 //! The audit log holds no personal data in clear (not in its entries, not in any table, not in
-//! an unencrypted backup archive), and old entries are rewritten by a data patch that re-chains
-//! the log.
+//! an unencrypted backup archive), old entries are rewritten by a data patch that re-chains the
+//! log, and users made on the command line are audited with the system as the actor.
 
 use crate::pages::{Browser, html};
 use crate::support::*;
@@ -394,5 +394,98 @@ both! {
         assert_eq!(stored_entries(&app).await, before, "nothing was changed");
         let pending: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM data_patches WHERE name = '{PATCH}'")).fetch_one(app.db.pool()).await.unwrap();
         assert_eq!(pending, 0, "the patch stays pending");
+    }
+
+    async fn users_made_on_the_command_line_are_audited_as_the_system(app) {
+        let dir = tempfile::tempdir().unwrap();
+        // The first administrator of `ferum site init`.
+        let out = ferum(&app, dir.path(), &["site", "init"])
+            .env("FERUM_ADMIN_EMAIL", "first@example.ru")
+            .env("FERUM_ADMIN_PASSWORD", PASSWORD)
+            .env("FERUM_TOKEN_SECRET", "a token secret that is long enough for ferum")
+            .output()
+            .unwrap();
+        let text = succeeded(&out);
+        assert!(text.contains("Created the first administrator first@example.ru"), "{text}");
+        // `ferum user add`.
+        let mut child = ferum(&app, dir.path(), &["user", "add", "--email", "cli.user@example.ru", "--name", "Инженер", "--role", "engineer"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+        succeeded(&child.wait_with_output().unwrap());
+
+        let id_of = |email: &'static str| {
+            let app = &app;
+            async move {
+                sqlx::query_scalar::<_, i64>(&format!("SELECT id FROM users WHERE email = '{email}'"))
+                    .fetch_one(app.db.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        let entries = stored_entries(&app).await;
+        for email in ["first@example.ru", "cli.user@example.ru"] {
+            let id = id_of(email).await;
+            let made: Vec<&Stored> = entries.iter().filter(|e| e.entity == "user" && e.entity_id == Some(id)).collect();
+            assert_eq!(made.len(), 1, "{email}: {made:?}");
+            let e = made[0];
+            assert_eq!((e.action.as_str(), e.user_id, e.ip.as_str()), ("create", None, "cli"), "{email}: {e:?}");
+            let after: Value = serde_json::from_str(e.after_json.as_deref().unwrap()).unwrap();
+            assert_eq!(after["email"], email, "{after}");
+            assert!(after.get("password_hash").is_none() && !e.after_json.as_deref().unwrap().contains("argon2"), "{after}");
+        }
+        let first = id_of("first@example.ru").await;
+        let admin_roles = entries.iter().find(|e| e.entity_id == Some(first)).unwrap().after_json.clone().unwrap();
+        assert!(admin_roles.contains("admin"), "{admin_roles}");
+        assert_eq!(audit::verify(&app.db).await.unwrap(), Ok(entries.len() as i64));
+
+        // The viewer names the command line as the actor.
+        let admin = app.user(&[Role::Admin], None).await;
+        let log = app.get("/api/v1/audit?entity=user", &admin).await;
+        log.assert(StatusCode::OK);
+        let items = log.body["items"].as_array().unwrap();
+        assert!(items.iter().any(|e| e["entity_id"] == first && e["user_id"].is_null() && e["ip"] == "cli"), "{}", log.body);
+        app.reconfigure(|s| s.security.mfa_roles = vec![]);
+        let mut browser = Browser::default();
+        browser.sign_in(&app, &admin.email).await;
+        let page = browser.get(&app, "/admin/audit?entity=user").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+        assert!(html(&page).contains("<td>командная строка</td>"), "{}", html(&page));
+    }
+
+    async fn the_first_administrator_of_serve_is_audited_as_the_system(app) {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = ferum(&app, dir.path(), &["serve", "--bind", "127.0.0.1:0"])
+            .env("FERUM_ADMIN_EMAIL", "boss@example.ru")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            lines.push_str(&line);
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(lines.contains("Created the first administrator boss@example.ru"), "{lines}");
+        let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'boss@example.ru'").fetch_one(app.db.pool()).await.unwrap();
+        let entries = stored_entries(&app).await;
+        let made: Vec<&Stored> = entries.iter().filter(|e| e.entity == "user" && e.entity_id == Some(id)).collect();
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!((made[0].action.as_str(), made[0].user_id, made[0].ip.as_str()), ("create", None, "cli"));
+        assert_eq!(audit::verify(&app.db).await.unwrap(), Ok(entries.len() as i64));
     }
 }
