@@ -173,8 +173,15 @@ pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
     }
     reencrypt_in(&mut tx, keys, true).await?;
     tx.commit().await?;
-    // Data patches that need the key (personal data in old audit entries) run now.
-    super::migrate::run_keyed_patches(db, keys, crate::clock::system_now()).await?;
+    // Data patches that need the key (personal data in old audit entries) run now. One that
+    // fails (it refuses to re-chain an audit log that is already broken) does not keep the
+    // service down: it is logged and stays pending, to run again at the next start.
+    if let Err(e) = super::migrate::run_keyed_patches(db, keys, crate::clock::system_now()).await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "a data patch failed and runs again at the next start"
+        );
+    }
     Ok(())
 }
 

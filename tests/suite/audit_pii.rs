@@ -394,6 +394,9 @@ both! {
         assert_eq!(stored_entries(&app).await, before, "nothing was changed");
         let pending: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM data_patches WHERE name = '{PATCH}'")).fetch_one(app.db.pool()).await.unwrap();
         assert_eq!(pending, 0, "the patch stays pending");
+        // Starting the service with the key tries again, but the failure keeps nothing down.
+        ferum::store::pii::startup(&app.db, app.db.keys().unwrap()).await.unwrap();
+        assert_eq!(stored_entries(&app).await, before, "still nothing was changed");
     }
 
     async fn users_made_on_the_command_line_are_audited_as_the_system(app) {
