@@ -293,24 +293,11 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db.with_keys(keys))
 }
 
+/// Adds a user on the command line; audited with the command line as the actor.
 async fn create_user(db: &Db, input: users::NewUser) -> anyhow::Result<users::UserRow> {
-    let checked = users::check_new(&input).map_err(|e| anyhow::anyhow!(describe(e)))?;
-    let hash = users::hash_blocking(input.password)
+    users::create_from_command_line(db, input, system_now())
         .await
-        .map_err(|e| anyhow::anyhow!(describe(e)))?;
-    let mut tx = db.begin().await.map_err(|e| anyhow::anyhow!(describe(e)))?;
-    let row = users::insert(
-        &mut tx,
-        db.keys().map_err(|e| anyhow::anyhow!(describe(e)))?,
-        &checked,
-        &hash,
-        None,
-        system_now(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(describe(e)))?;
-    tx.commit().await?;
-    Ok(row)
+        .map_err(|e| anyhow::anyhow!(describe(e)))
 }
 
 fn describe(e: crate::error::Error) -> String {

@@ -40,6 +40,16 @@
 //! computed with the index key over `u64 big-endian length of field || field || value`, where
 //! the value is normalised with `trim().to_lowercase()`. A value that is empty after
 //! normalisation indexes to the empty string. Rotating data keys does not change it.
+//!
+//! # Audit fingerprint
+//!
+//! [`DataKeys::audit_fingerprint`] stands in for a personal value in the audit log:
+//! `pii:` followed by the first 16 lowercase hex digits (64 bits) of HMAC-SHA256 over
+//! `u64 big-endian length of field || field || value` (the value exactly as given), under the
+//! key `HMAC-SHA256(key = index key, "ferum audit fingerprint v1")`. Equal values give equal
+//! fingerprints, so the log still shows whether a value changed, but without the key nobody
+//! can test a guess against it. Derived from the index key, it survives key rotation. The
+//! empty string stays empty.
 
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
@@ -62,6 +72,12 @@ const PREFIX_V1: &str = "enc:v1:";
 const INDEX_ID: &str = "idx";
 /// Message for deriving the index key when the config has no `idx` entry.
 const INDEX_DERIVATION: &[u8] = b"ferum blind index v1";
+/// Message for deriving the audit fingerprint key from the index key.
+const AUDIT_DERIVATION: &[u8] = b"ferum audit fingerprint v1";
+/// Prefix of an audit fingerprint.
+pub const FINGERPRINT_PREFIX: &str = "pii:";
+/// Hex digits of an audit fingerprint after its prefix.
+const FINGERPRINT_HEX: usize = 16;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
@@ -374,6 +390,20 @@ impl DataKeys {
         ))
     }
 
+    /// What the audit log keeps instead of the personal value `value` of `field` (e.g.
+    /// `"customers.contact_email"`): `pii:` and 16 hex digits of a keyed HMAC-SHA256 (see the
+    /// module documentation). The value is taken exactly (a change of case is a change);
+    /// empty stays empty.
+    pub fn audit_fingerprint(&self, field: &str, value: &str) -> String {
+        if value.is_empty() {
+            return String::new();
+        }
+        let key = hmac(&self.index_key, &[AUDIT_DERIVATION]);
+        let field_len = (field.len() as u64).to_be_bytes();
+        let mac = hmac(&key, &[&field_len, field.as_bytes(), value.as_bytes()]);
+        format!("{FINGERPRINT_PREFIX}{}", &hex(&mac)[..FINGERPRINT_HEX])
+    }
+
     /// A short, non-secret fingerprint of the index key (16 hex digits). Storing it next to
     /// the data lets start-up notice a changed index key, which would silently break lookups.
     pub fn index_fingerprint(&self) -> String {
@@ -408,6 +438,15 @@ impl DataKeys {
     pub fn check_sample(&self, aad: &str, stored: &str) -> Result<(), CryptoError> {
         self.decrypt(aad, stored).map(drop)
     }
+}
+
+/// Whether `value` is an audit fingerprint as [`DataKeys::audit_fingerprint`] writes it.
+pub fn is_audit_fingerprint(value: &str) -> bool {
+    value.strip_prefix(FINGERPRINT_PREFIX).is_some_and(|h| {
+        h.len() == FINGERPRINT_HEX
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Reads a key file; `None` if it does not exist.
@@ -659,6 +698,47 @@ mod tests {
         assert_eq!(a, reread.blind_index(AAD, "ivan@example.com"));
         assert_eq!(keys.index_fingerprint(), reread.index_fingerprint());
         assert_eq!(keys.index_fingerprint().len(), 16);
+    }
+
+    #[test]
+    fn audit_fingerprint() {
+        let keys = DataKeys::generate();
+        let a = keys.audit_fingerprint(AAD, "ivan@example.com");
+        assert!(is_audit_fingerprint(&a), "{a}");
+        assert_eq!(a.len(), 4 + 16);
+        assert!(!a.contains("ivan"));
+        assert_eq!(a, keys.audit_fingerprint(AAD, "ivan@example.com"));
+        // Exact: case and spaces count, unlike the blind index.
+        assert_ne!(a, keys.audit_fingerprint(AAD, "Ivan@example.com"));
+        assert_ne!(a, keys.audit_fingerprint("users.phone", "ivan@example.com"));
+        assert_ne!(
+            keys.audit_fingerprint("ab", "c"),
+            keys.audit_fingerprint("a", "bc")
+        );
+        // Not the blind index, and not reproducible without the key.
+        assert!(
+            !keys
+                .blind_index(AAD, "ivan@example.com")
+                .starts_with(&a[4..])
+        );
+        assert_ne!(
+            a,
+            DataKeys::generate().audit_fingerprint(AAD, "ivan@example.com")
+        );
+        assert_eq!(keys.audit_fingerprint(AAD, ""), "");
+        // Rotation keeps fingerprints (they come from the index key).
+        assert_eq!(a, keys.rotated().audit_fingerprint(AAD, "ivan@example.com"));
+        for not in [
+            "",
+            "pii:",
+            "pii:0123456789abcdeg",
+            "pii:0123456789ABCDEF",
+            "pii:0123456789abcdef0",
+            "x@y.z",
+        ] {
+            assert!(!is_audit_fingerprint(not), "{not}");
+        }
+        assert!(is_audit_fingerprint("pii:0123456789abcdef"));
     }
 
     #[test]

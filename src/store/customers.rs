@@ -264,7 +264,7 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewCustomer) -> Result<Customer> 
         "customer",
         Some(id),
         None,
-        Some(&audit::snapshot(&view)),
+        Some(&audit::private_snapshot(keys, "customer", &view)),
     )
     .await?;
     tx.commit().await?;
@@ -327,8 +327,8 @@ pub async fn update(
         "update",
         "customer",
         Some(id.0),
-        Some(&audit::snapshot(&before)),
-        Some(&audit::snapshot(&after)),
+        Some(&audit::private_snapshot(keys, "customer", &before)),
+        Some(&audit::private_snapshot(keys, "customer", &after)),
     )
     .await?;
     tx.commit().await?;
@@ -352,7 +352,8 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
             ));
         }
     }
-    let before = row.view(db.keys()?)?;
+    let keys = db.keys()?;
+    let before = row.view(keys)?;
     super::delete_where(&mut tx, &[("customers", "id")], id.0).await?;
     audit::record(
         &mut tx,
@@ -360,7 +361,7 @@ pub async fn delete(db: &Db, ctx: &Ctx, id: CustomerId) -> Result<()> {
         "delete",
         "customer",
         Some(id.0),
-        Some(&audit::snapshot(&before)),
+        Some(&audit::private_snapshot(keys, "customer", &before)),
         None,
     )
     .await?;

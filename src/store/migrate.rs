@@ -56,6 +56,15 @@ pub const PATCHES: &[Patch] = &[
     },
 ];
 
+/// Data patches that need the personal-data keys. [`run`] applies them when the database
+/// was opened with its keys; otherwise they stay pending until the next start with the key
+/// (`pii::startup` runs them through [`run_keyed_patches`]).
+pub const KEYED_PATCHES: &[Patch] = &[Patch {
+    name: "0003_audit_personal_data",
+    description: "replace personal data in audit entries by keyed fingerprints and re-chain the \
+                  log from the first changed entry (recorded as an audit.rechain entry)",
+}];
+
 /// What a run of the migrator did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -220,7 +229,69 @@ pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
         tx.commit().await?;
         report.patched.push(p.name.to_owned());
     }
+    if let Ok(keys) = db.keys() {
+        report
+            .patched
+            .extend(run_keyed_patches(db, keys, now).await?);
+    }
     Ok(report)
+}
+
+/// Applies the pending data patches that need the personal-data keys ([`KEYED_PATCHES`]),
+/// each in its own transaction; returns their names.
+pub async fn run_keyed_patches(
+    db: &Db,
+    keys: &crate::crypto::DataKeys,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    ensure_bookkeeping(db).await?;
+    let done: Vec<String> = sqlx::query_scalar("SELECT name FROM data_patches")
+        .fetch_all(db.pool())
+        .await?;
+    let mut patched = Vec::new();
+    for p in KEYED_PATCHES
+        .iter()
+        .filter(|p| !done.iter().any(|d| d == p.name))
+    {
+        let mut tx = db.begin().await?;
+        apply_keyed_patch(p.name, &mut tx, keys, now)
+            .await
+            .with_context(|| format!("data patch {} failed", p.name))?;
+        let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
+        q.bind(p.name.to_owned())
+            .push(", ")
+            .bind(super::db_ts(now))
+            .push(")");
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        tracing::info!(patch = p.name, "applied data patch");
+        patched.push(p.name.to_owned());
+    }
+    Ok(patched)
+}
+
+/// Runs one data patch that needs the personal-data keys. Each is written so a second run
+/// changes nothing.
+pub async fn apply_keyed_patch(
+    name: &str,
+    tx: &mut super::Tx,
+    keys: &crate::crypto::DataKeys,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    match name {
+        "0003_audit_personal_data" => {
+            if let Some(done) = super::audit::scrub_personal_data(tx, keys, now, name).await? {
+                tracing::info!(
+                    from_id = done.from_id,
+                    entries = done.entries,
+                    rewritten = done.rewritten,
+                    "replaced personal data in audit entries and re-chained the log"
+                );
+            }
+            Ok(())
+        }
+        other => bail!("unknown data patch {other}"),
+    }
 }
 
 /// Runs one data patch. Each is written so a second run changes nothing.

@@ -5,11 +5,17 @@
 //! for exact-match lookup), and users' TOTP secrets. A canary value in `settings` tells at start-up whether the key is
 //! the one the data was written with; a wrong or missing key stops the service before it
 //! reads or writes anything, so it never writes plaintext and never loses the old data.
+//!
+//! The audit log is append-only and is dumped as it is into every backup, so it never holds
+//! these values at all: snapshots keep a keyed fingerprint of each instead ([`AUDITED`],
+//! [`scrub`]), and [`crate::store::audit::insert`] refuses an entry that would store one in
+//! clear.
 
 use super::{Db, Q, Tx};
 use crate::crypto::{CryptoError, DataKeys};
 use crate::error::{Error, Result};
 use anyhow::bail;
+use serde_json::Value;
 
 /// `(table, column, blind-index column)` of every encrypted column.
 pub const COLUMNS: &[(&str, &str, Option<&str>)] = &[
@@ -19,6 +25,77 @@ pub const COLUMNS: &[(&str, &str, Option<&str>)] = &[
     ("users", "totp_secret", None),
     ("users", "totp_pending", None),
 ];
+
+/// `(audit entity, snapshot field, table, column)` of every personal value that audit
+/// snapshots carry: the log keeps only its fingerprint ([`DataKeys::audit_fingerprint`]).
+pub const AUDITED: &[(&str, &str, &str, &str)] = &[
+    ("customer", "contact_email", "customers", "contact_email"),
+    ("customer", "contact_phone", "customers", "contact_phone"),
+    ("user", "phone", "users", "phone"),
+];
+
+/// The personal fields of audit snapshots of `entity`, with the purpose their fingerprints
+/// are bound to.
+fn audited(entity: &str) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    AUDITED
+        .iter()
+        .filter(move |(e, ..)| *e == entity)
+        .map(|(_, field, table, column)| (*field, aad(table, column)))
+}
+
+/// Whether a snapshot's field value may stand in the audit log: absent, null, empty or a
+/// fingerprint.
+fn harmless(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty() || crate::crypto::is_audit_fingerprint(s),
+        _ => false,
+    }
+}
+
+/// Replaces, in place, each personal field of an audit snapshot of `entity` by its
+/// fingerprint; null, empty and already fingerprinted values stay as they are, so a second
+/// run changes nothing. Says whether anything changed.
+pub fn scrub(keys: &DataKeys, entity: &str, snapshot: &mut Value) -> bool {
+    let Value::Object(map) = snapshot else {
+        return false;
+    };
+    let mut changed = false;
+    for (field, purpose) in audited(entity) {
+        if let Some(v) = map.get_mut(field) {
+            if !harmless(v) {
+                let clear = match &mut *v {
+                    Value::String(s) => std::mem::take(s),
+                    other => other.to_string(),
+                };
+                *v = Value::String(keys.audit_fingerprint(&purpose, &clear));
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// The personal fields of an audit snapshot of `entity` that hold a value in clear: what
+/// the audit log must never store.
+pub fn in_clear(entity: &str, snapshot: &Value) -> Vec<&'static str> {
+    audited(entity)
+        .filter(|(field, _)| snapshot.get(field).is_some_and(|v| !harmless(v)))
+        .map(|(field, _)| field)
+        .collect()
+}
+
+/// The personal fields of snapshots of `entity` whose fingerprints differ between `before`
+/// and `after`: what the audit viewer shows as changed without showing the values.
+pub fn changed(entity: &str, before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+    let (Some(before), Some(after)) = (before, after) else {
+        return Vec::new();
+    };
+    audited(entity)
+        .filter(|(field, _)| before.get(field) != after.get(field))
+        .map(|(field, _)| field.to_owned())
+        .collect()
+}
 
 const CANARY_AAD: &str = "settings.data_key_canary";
 /// The `settings` row whose value proves which key the data was encrypted with.
@@ -96,6 +173,15 @@ pub async fn startup(db: &Db, keys: &DataKeys) -> anyhow::Result<()> {
     }
     reencrypt_in(&mut tx, keys, true).await?;
     tx.commit().await?;
+    // Data patches that need the key (personal data in old audit entries) run now. One that
+    // fails (it refuses to re-chain an audit log that is already broken) does not keep the
+    // service down: it is logged and stays pending, to run again at the next start.
+    if let Err(e) = super::migrate::run_keyed_patches(db, keys, crate::clock::system_now()).await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "a data patch failed and runs again at the next start"
+        );
+    }
     Ok(())
 }
 
@@ -144,4 +230,47 @@ pub async fn reencrypt(db: &Db, keys: &DataKeys) -> anyhow::Result<u64> {
     let n = reencrypt_in(&mut tx, keys, false).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn audit_snapshots_keep_fingerprints_only() {
+        let keys = DataKeys::generate();
+        let mut v = json!({"name": "ООО Ромашка", "contact_email": "a@b.example", "contact_phone": "", "phone": "+7 900 000-00-00"});
+        assert_eq!(in_clear("customer", &v), ["contact_email"]);
+        assert!(scrub(&keys, "customer", &mut v));
+        assert!(in_clear("customer", &v).is_empty());
+        assert_eq!(
+            v["contact_email"],
+            keys.audit_fingerprint("customers.contact_email", "a@b.example")
+        );
+        assert_eq!(v["contact_phone"], "", "empty stays empty");
+        assert_eq!(v["name"], "ООО Ромашка");
+        assert_eq!(
+            v["phone"], "+7 900 000-00-00",
+            "only the entity's own fields"
+        );
+        let once = v.clone();
+        assert!(
+            !scrub(&keys, "customer", &mut v),
+            "a second run changes nothing"
+        );
+        assert_eq!(v, once);
+
+        let mut user = json!({"phone": "+7 900 000-00-00", "email": "u@example.ru"});
+        assert!(scrub(&keys, "user", &mut user));
+        let mut null = json!({"phone": null});
+        assert!(!scrub(&keys, "user", &mut null));
+        assert!(!scrub(&keys, "request", &mut json!({"phone": "1"})));
+        assert!(!scrub(&keys, "user", &mut json!("not an object")));
+
+        let other = json!({"phone": keys.audit_fingerprint("users.phone", "+7 911")});
+        assert_eq!(changed("user", Some(&user), Some(&other)), ["phone"]);
+        assert!(changed("user", Some(&user), Some(&user)).is_empty());
+        assert!(changed("user", None, Some(&user)).is_empty());
+    }
 }

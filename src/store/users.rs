@@ -166,6 +166,7 @@ pub fn check_new(input: &NewUser) -> Result<CheckedUser> {
 }
 
 /// Inserts a checked account with an already hashed password. `by` is `None` for bootstrap.
+/// Writes no audit entry: callers do ([`create`], [`create_from_command_line`]).
 pub async fn insert(
     tx: &mut Tx,
     keys: &crate::crypto::DataKeys,
@@ -294,11 +295,40 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewUser) -> Result<User> {
         "user",
         Some(row.id),
         None,
-        Some(&audit::snapshot(&view)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &view)),
     )
     .await?;
     tx.commit().await?;
     Ok(view)
+}
+
+/// Adds an account from the `ferum` command line (`user add`, the first administrator of
+/// `serve` and `site init`): audited like [`create`], with no user as the actor and
+/// [`audit::SOURCE_CLI`] as where it came from.
+pub async fn create_from_command_line(
+    db: &Db,
+    input: NewUser,
+    now: DateTime<Utc>,
+) -> Result<UserRow> {
+    let checked = check_new(&input)?;
+    let hash = hash_blocking(input.password).await?;
+    let keys = db.keys()?;
+    let mut tx = db.begin().await?;
+    let row = insert(&mut tx, keys, &checked, &hash, None, now).await?;
+    audit::insert(
+        &mut tx,
+        now,
+        None,
+        audit::SOURCE_CLI,
+        "create",
+        "user",
+        Some(row.id),
+        None,
+        Some(&audit::private_snapshot(keys, "user", &row.view(keys)?)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 pub async fn update(
@@ -408,8 +438,8 @@ pub async fn update(
         "update",
         "user",
         Some(id.0),
-        Some(&audit::snapshot(&before)),
-        Some(&audit::snapshot(&after)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &before)),
+        Some(&audit::private_snapshot(db.keys()?, "user", &after)),
     )
     .await?;
     tx.commit().await?;

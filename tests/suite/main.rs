@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod audit_pii;
 mod auth;
 mod backup;
 mod bad_input;

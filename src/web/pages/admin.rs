@@ -393,6 +393,58 @@ fn record_href(entity: &str, id: Option<i64>) -> Option<String> {
     Some(format!("{base}/{id}"))
 }
 
+/// A text of the viewer: from the catalog when it has the key, else the built-in one.
+fn audit_text(t: Tr, key: &str) -> &'static str {
+    if let Some(text) = t.get(key) {
+        return text;
+    }
+    match (t.lang, key) {
+        (Lang::Ru, "audit.who.cli") => "командная строка",
+        (Lang::Ru, "audit.who.system") => "система",
+        (Lang::Ru, "audit.hidden") => "скрыто",
+        (Lang::Ru, "audit.hidden_changed") => "скрыто, изменено",
+        (Lang::En, "audit.who.cli") => "command line",
+        (Lang::En, "audit.who.system") => "system",
+        (Lang::En, "audit.hidden") => "hidden",
+        (Lang::En, "audit.hidden_changed") => "hidden, changed",
+        _ => "?",
+    }
+}
+
+/// Who made an entry: the user's name, or where a change without a user came from.
+fn audit_actor(t: Tr, user: Option<i64>, ip: &str, names: &HashMap<i64, String>) -> String {
+    match user {
+        Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+        None if ip == audit::SOURCE_CLI => audit_text(t, "audit.who.cli").to_owned(),
+        None if ip == audit::SOURCE_SYSTEM => audit_text(t, "audit.who.system").to_owned(),
+        None => "—".to_owned(),
+    }
+}
+
+/// A snapshot as the viewer shows it: personal values (kept only as fingerprints) say
+/// that they are hidden, and whether they changed.
+fn audit_snapshot_text(t: Tr, v: Option<serde_json::Value>, changed: &[String]) -> String {
+    let Some(mut v) = v else {
+        return String::new();
+    };
+    if let serde_json::Value::Object(map) = &mut v {
+        for (field, value) in map.iter_mut() {
+            if value
+                .as_str()
+                .is_some_and(crate::crypto::is_audit_fingerprint)
+            {
+                let key = if changed.contains(field) {
+                    "audit.hidden_changed"
+                } else {
+                    "audit.hidden"
+                };
+                *value = serde_json::Value::String(format!("‹{}›", audit_text(t, key)));
+            }
+        }
+    }
+    v.to_string()
+}
+
 /// The audit log, newest first, optionally for one record; `verify` walks the hash chain.
 async fn audit_page(
     State(s): State<AppState>,
@@ -446,23 +498,19 @@ async fn audit_page(
     } else {
         None
     };
-    let compact = |v: Option<serde_json::Value>| v.map_or_else(String::new, |v| v.to_string());
     let rows = entries
         .into_iter()
         .map(|e| AuditRow {
             at: t.when(e.at),
-            who: match e.user_id {
-                Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
-                None => "—".to_owned(),
-            },
+            who: audit_actor(t, e.user_id, &e.ip, &names),
             who_id: e.user_id,
             ip: e.ip,
             href: record_href(&e.entity, e.entity_id),
             entity_id: e.entity_id.map_or_else(String::new, |i| i.to_string()),
             action: e.action,
             entity: e.entity,
-            before: compact(e.before),
-            after: compact(e.after),
+            before: audit_snapshot_text(t, e.before, &e.personal_changed),
+            after: audit_snapshot_text(t, e.after, &e.personal_changed),
         })
         .collect();
     let user_name = filter
