@@ -393,30 +393,12 @@ fn record_href(entity: &str, id: Option<i64>) -> Option<String> {
     Some(format!("{base}/{id}"))
 }
 
-/// A text of the viewer: from the catalog when it has the key, else the built-in one.
-fn audit_text(t: Tr, key: &str) -> &'static str {
-    if let Some(text) = t.get(key) {
-        return text;
-    }
-    match (t.lang, key) {
-        (Lang::Ru, "audit.who.cli") => "командная строка",
-        (Lang::Ru, "audit.who.system") => "система",
-        (Lang::Ru, "audit.hidden") => "скрыто",
-        (Lang::Ru, "audit.hidden_changed") => "скрыто, изменено",
-        (Lang::En, "audit.who.cli") => "command line",
-        (Lang::En, "audit.who.system") => "system",
-        (Lang::En, "audit.hidden") => "hidden",
-        (Lang::En, "audit.hidden_changed") => "hidden, changed",
-        _ => "?",
-    }
-}
-
 /// Who made an entry: the user's name, or where a change without a user came from.
 fn audit_actor(t: Tr, user: Option<i64>, ip: &str, names: &HashMap<i64, String>) -> String {
     match user {
         Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
-        None if ip == audit::SOURCE_CLI => audit_text(t, "audit.who.cli").to_owned(),
-        None if ip == audit::SOURCE_SYSTEM => audit_text(t, "audit.who.system").to_owned(),
+        None if ip == audit::SOURCE_CLI => t.t("audit.who.cli").to_owned(),
+        None if ip == audit::SOURCE_SYSTEM => t.t("audit.who.system").to_owned(),
         None => "—".to_owned(),
     }
 }
@@ -438,7 +420,7 @@ fn audit_snapshot_text(t: Tr, v: Option<serde_json::Value>, changed: &[String]) 
                 } else {
                     "audit.hidden"
                 };
-                *value = serde_json::Value::String(format!("‹{}›", audit_text(t, key)));
+                *value = serde_json::Value::String(format!("‹{}›", t.t(key)));
             }
         }
     }
