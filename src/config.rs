@@ -240,14 +240,27 @@ fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
         }
         Ok(v)
     };
-    let per_minute = positive("FERUM_API_REQUESTS_PER_MINUTE", 1200)?;
-    // The limiter counts in whole milliseconds: one request a millisecond is its finest step.
-    if per_minute > MAX_API_REQUESTS_PER_MINUTE {
-        bail!(
-            "FERUM_API_REQUESTS_PER_MINUTE must be at most {MAX_API_REQUESTS_PER_MINUTE} \
-             (one request a millisecond per user), got {per_minute}"
-        );
-    }
+    let api_user = match var("FERUM_API_REQUESTS_PER_MINUTE")
+        .as_deref()
+        .map(str::trim)
+    {
+        Some("off") => None,
+        _ => {
+            let per_minute = positive("FERUM_API_REQUESTS_PER_MINUTE", 1200)?;
+            // The limiter counts in whole milliseconds: one request a millisecond is its
+            // finest step.
+            if per_minute > MAX_API_REQUESTS_PER_MINUTE {
+                bail!(
+                    "FERUM_API_REQUESTS_PER_MINUTE must be at most {MAX_API_REQUESTS_PER_MINUTE} \
+                     (one request a millisecond per user), or off; got {per_minute}"
+                );
+            }
+            Some(Rule {
+                burst: per_minute.min(u64::from(u32::MAX)) as u32,
+                per: Duration::microseconds((60_000_000 / per_minute).max(1) as i64),
+            })
+        }
+    };
     let limits = crate::web::limits::Limits {
         namespace: String::new(),
         login_ip: Rule {
@@ -263,16 +276,14 @@ fn limits_from_env() -> anyhow::Result<crate::web::limits::Limits> {
         },
         login_account_daily: positive("FERUM_LOGIN_ACCOUNT_DAILY_MAX", d.login_account_daily)?,
         alert_after: positive("FERUM_LOGIN_ALERT_AFTER", d.alert_after)?,
-        api_user: Rule {
-            burst: per_minute.min(u64::from(u32::MAX)) as u32,
-            per: Duration::microseconds((60_000_000 / per_minute).max(1) as i64),
-        },
+        api_user,
     };
     for (name, rule) in [
-        ("FERUM_LOGIN_IP_*", &limits.login_ip),
-        ("FERUM_LOGIN_ACCOUNT_*", &limits.login_account),
-        ("FERUM_API_REQUESTS_PER_MINUTE", &limits.api_user),
+        ("FERUM_LOGIN_IP_*", Some(&limits.login_ip)),
+        ("FERUM_LOGIN_ACCOUNT_*", Some(&limits.login_account)),
+        ("FERUM_API_REQUESTS_PER_MINUTE", limits.api_user.as_ref()),
     ] {
+        let Some(rule) = rule else { continue };
         rule.validate()
             .with_context(|| format!("{name}: not a usable rate limit"))?;
     }

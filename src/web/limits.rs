@@ -25,8 +25,9 @@ pub struct Limits {
     pub login_account_daily: u64,
     /// Failed sign-ins per account per day that raise an alert for administrators.
     pub alert_after: u64,
-    /// API requests per user.
-    pub api_user: Rule,
+    /// API requests per user; `None` when switched off (`FERUM_API_REQUESTS_PER_MINUTE=off`,
+    /// for benchmarks and trusted integrations).
+    pub api_user: Option<Rule>,
 }
 
 impl Default for Limits {
@@ -43,10 +44,10 @@ impl Default for Limits {
             },
             login_account_daily: 100,
             alert_after: 10,
-            api_user: Rule {
+            api_user: Some(Rule {
                 burst: 1200,
                 per: chrono::Duration::milliseconds(50),
-            },
+            }),
         }
     }
 }
@@ -156,14 +157,13 @@ pub async fn after_failure(
 
 /// The general per-user API limit.
 pub async fn api(s: &AppState, user: UserId) -> Result<()> {
-    let (l, n) = (&s.limits, &s.limits.namespace);
+    let Some(rule) = s.limits.api_user else {
+        return Ok(());
+    };
+    let n = &s.limits.namespace;
     retry(soft(
         s.limiter
-            .check(
-                &format!("{n}api:user:{}", user.0),
-                l.api_user,
-                s.clock.now(),
-            )
+            .check(&format!("{n}api:user:{}", user.0), rule, s.clock.now())
             .await,
     ))
 }

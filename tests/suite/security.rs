@@ -331,7 +331,7 @@ mod throttling {
         }
 
         async fn api_requests_per_user_are_limited(app) {
-            app.reconfigure(|s| s.limits.api_user = Rule { burst: 3, per: chrono::Duration::seconds(20) });
+            app.reconfigure(|s| s.limits.api_user = Some(Rule { burst: 3, per: chrono::Duration::seconds(20) }));
             let u = app.user(&[Role::Admin], None).await;
             let other = app.user(&[Role::Admin], None).await;
             for _ in 0..3 {
@@ -344,6 +344,11 @@ mod throttling {
             app.get("/api/v1/me", &other).await.assert(StatusCode::OK);
             app.clock.advance(chrono::Duration::seconds(20));
             app.get("/api/v1/me", &u).await.assert(StatusCode::OK);
+            // Switched off (`FERUM_API_REQUESTS_PER_MINUTE=off`), nothing is limited.
+            app.reconfigure(|s| s.limits.api_user = None);
+            for _ in 0..10 {
+                app.get("/api/v1/me", &u).await.assert(StatusCode::OK);
+            }
         }
     }
 
