@@ -93,7 +93,7 @@ pub async fn findings() -> Vec<Finding> {
     }
     out.push(writable("data folder", &config.data_dir));
     out.push(writable("files folder", &config.files_dir));
-    out.push(backups(&config).await);
+    out.extend(backups(&config).await);
     out.extend(secrets(&config));
     out.extend(database(&config).await);
     if let Some(url) = &config.redis_url {
@@ -160,13 +160,52 @@ fn writable(topic: &'static str, dir: &Path) -> Finding {
     }
 }
 
-/// The backup settings, and whether the target takes archives (a folder) or answers (S3).
-async fn backups(config: &Config) -> Finding {
-    use crate::backup::{BackupConfig, target::Target};
+/// The backup settings, whether the target takes archives (a folder) or answers (S3), and
+/// what interrupted backups left behind.
+async fn backups(config: &Config) -> Vec<Finding> {
+    use crate::backup::BackupConfig;
     let cfg = match BackupConfig::from_env(config) {
         Ok(c) => c,
-        Err(e) => return fail("backups", format!("{e:#}")),
+        Err(e) => return vec![fail("backups", format!("{e:#}"))],
     };
+    let mut out = vec![backup_target(&cfg).await];
+    out.extend(backup_leftovers(&cfg));
+    out
+}
+
+/// Staging folders and partial archives of killed backup runs, in the folders a backup writes
+/// to (a folder where a backup is running now is left out: its files are in use).
+fn backup_leftovers(cfg: &crate::backup::BackupConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut found = Vec::new();
+    for dir in cfg.work_folders() {
+        if crate::backup::running_in(&dir) {
+            out.push(ok(
+                "backups",
+                format!("a backup is running in {}", dir.display()),
+            ));
+            continue;
+        }
+        match crate::backup::leftovers(&dir) {
+            Ok(names) => found.extend(names.iter().map(|n| dir.join(n).display().to_string())),
+            Err(e) => out.push(fail("backups", format!("{e:#}"))),
+        }
+    }
+    if !found.is_empty() {
+        out.push(fail(
+            "backups",
+            format!(
+                "left by an interrupted backup (table dumps in clear text or partial archives): {}; \
+                 the next `ferum backup` removes them, or delete them",
+                found.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+async fn backup_target(cfg: &crate::backup::BackupConfig) -> Finding {
+    use crate::backup::target::Target;
     let schedule = match &cfg.at {
         Some(at) => format!("daily at {at} UTC"),
         None => "no schedule (FERUM_BACKUP_AT unset)".to_owned(),

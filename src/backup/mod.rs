@@ -75,14 +75,153 @@ impl BackupConfig {
         })
     }
 
-    /// Where temporary files go: the target folder (so the finished archive is renamed into
-    /// place) or, for S3, the data folder.
+    /// Where the partial archive is written: the target folder (so the finished archive is
+    /// renamed into place) or, for S3, the data folder. The table dump never goes there: it is
+    /// staged in a private folder in the data folder (see [`backup`]).
     fn scratch(&self) -> PathBuf {
         match &self.target {
             Target::Local(dir) => dir.clone(),
             Target::S3(_) => self.data_dir.clone(),
         }
     }
+
+    /// The folders a backup writes temporary things to: the data folder (the private staging
+    /// folder) and [`scratch`](Self::scratch) (the partial archive), once each.
+    pub fn work_folders(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.data_dir.clone()];
+        let scratch = self.scratch();
+        if !same_folder(&scratch, &self.data_dir) {
+            dirs.push(scratch);
+        }
+        dirs
+    }
+}
+
+/// The private folder a run stages its table dump in: `.ferum-backup-XXXXXX` (mode 0700).
+const STAGING_PREFIX: &str = ".ferum-backup-";
+/// A run's archive before it is complete: `.ferum-XXXXXX.partial` (mode 0600).
+const PARTIAL_PREFIX: &str = ".ferum-";
+const PARTIAL_SUFFIX: &str = ".partial";
+/// Held (an exclusive file lock) by a running backup in every folder it writes temporary
+/// things to, so that a later run knows what it finds there is left over, not in use.
+pub const LOCK_FILE: &str = ".ferum-backup.lock";
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Whether `name` is something a backup run leaves behind only when it is killed.
+fn is_leftover(name: &str) -> bool {
+    name.starts_with(STAGING_PREFIX)
+        || (name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX))
+}
+
+/// The names of what interrupted backups left in `dir` (staging folders, which may hold a
+/// clear-text table dump, and partial archives), sorted. A missing folder has none.
+pub fn leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        if let Some(name) = e.file_name().to_str() {
+            if is_leftover(name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a backup holds the lock in `dir` right now. Creates nothing.
+pub fn running_in(dir: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    #[expect(
+        clippy::incompatible_msrv,
+        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
+    )]
+    let held = matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock));
+    held
+}
+
+/// Takes the backup lock of `dir` for this run (released when the file is dropped, or when
+/// the process dies, however it dies).
+fn lock_folder(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    #[expect(
+        clippy::incompatible_msrv,
+        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
+    )]
+    let locked = f.try_lock();
+    match locked {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another backup is running in {} (it holds {}); try again when it has finished",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Removes what interrupted backups left in `dir`; the caller holds the folder's lock, so
+/// nothing there is in use. Returns the names removed.
+fn remove_leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in leftovers(dir)? {
+        let path = dir.join(&name);
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        gone.with_context(|| {
+            format!(
+                "cannot remove {}, left by an interrupted backup",
+                path.display()
+            )
+        })?;
+        tracing::warn!(path = %path.display(), "backup: removed what an interrupted backup left");
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// Makes what `b` creates readable by its owner only: `mode` 0700 for a folder, 0600 for a
+/// file.
+fn owner_only<'r, 'a, 'b>(
+    b: &'r mut tempfile::Builder<'a, 'b>,
+    mode: u32,
+) -> &'r mut tempfile::Builder<'a, 'b> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b
 }
 
 /// What a backup did.
@@ -167,12 +306,26 @@ pub async fn backup(
     now: DateTime<Utc>,
 ) -> anyhow::Result<BackupReport> {
     let scratch = cfg.scratch();
-    std::fs::create_dir_all(&scratch)
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".ferum-backup-")
-        .tempdir_in(&scratch)
-        .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
+    let mut locks = Vec::new();
+    for dir in cfg.work_folders() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        locks.push(lock_folder(&dir)?);
+        // Under the lock nothing of this kind is in use: a killed run left it.
+        if let Err(e) = remove_leftovers(&dir) {
+            tracing::error!(error = %format!("{e:#}"), "backup: what an interrupted backup left could not be removed");
+        }
+    }
+    // The clear-text dump is staged in the data folder (which holds the database and keys
+    // anyway), never in the target, in a folder only the owner can enter.
+    let staging = owner_only(tempfile::Builder::new().prefix(STAGING_PREFIX), 0o700)
+        .tempdir_in(&cfg.data_dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary folder in {}",
+                cfg.data_dir.display()
+            )
+        })?;
     tracing::info!(target = %cfg.target.location(""), "backup: dumping the database");
     let dumped = dump::dump(db, staging.path()).await?;
     let key = match &cfg.recipient {
@@ -215,10 +368,13 @@ pub async fn backup(
     let staging_path = staging.path().to_path_buf();
     let mtime = now.timestamp().max(0) as u64;
     let (file, manifest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".ferum-")
-            .suffix(".partial")
-            .tempfile_in(&scratch)?;
+        let tmp = owner_only(
+            tempfile::Builder::new()
+                .prefix(PARTIAL_PREFIX)
+                .suffix(PARTIAL_SUFFIX),
+            0o600,
+        )
+        .tempfile_in(&scratch)?;
         let out = std::io::BufWriter::new(tmp.reopen()?);
         let mut total = 0;
         for (t, _) in &tables {
@@ -259,6 +415,7 @@ pub async fn backup(
         }
     };
     record_success(db, now).await?;
+    drop(locks);
     Ok(BackupReport {
         location,
         manifest,

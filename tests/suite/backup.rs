@@ -13,25 +13,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A populated site: records of every kind and a files folder.
-struct Site {
-    w: World,
+pub(crate) struct Site {
+    pub(crate) w: World,
     client: TestUser,
     request: i64,
     report: i64,
     /// Data folder (`data.key`), stored files in `files/` and backups in `backups/`.
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Site {
-    fn files(&self) -> PathBuf {
+    pub(crate) fn files(&self) -> PathBuf {
         self.dir.path().join("files")
     }
 
-    fn backups(&self) -> PathBuf {
+    pub(crate) fn backups(&self) -> PathBuf {
         self.dir.path().join("backups")
     }
 
-    fn config(&self) -> BackupConfig {
+    pub(crate) fn config(&self) -> BackupConfig {
         BackupConfig {
             target: Target::Local(self.backups()),
             at: None,
@@ -57,7 +57,7 @@ fn binary_file() -> Vec<u8> {
     v
 }
 
-async fn populate(app: &TestApp) -> Site {
+pub(crate) async fn populate(app: &TestApp) -> Site {
     let w = app.world().await;
     let started = app.started_request(&w).await;
     let request = started["id"].as_i64().unwrap();
@@ -145,7 +145,7 @@ async fn answers(app: &TestApp, token: &str, paths: &[String]) -> Vec<(String, V
 }
 
 /// Relative path → contents of every file below `dir`.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         let Ok(rd) = std::fs::read_dir(d) else { return };
         for e in rd {
@@ -166,7 +166,7 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Rows per table of a database, straight from its catalogue.
-async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
+pub(crate) async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
     let mut conn = app.db.pool().acquire().await.unwrap();
     let tables = backup::dump::catalogue(&mut conn, app.db.backend())
         .await
@@ -182,7 +182,7 @@ async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
     out
 }
 
-async fn restore(
+pub(crate) async fn restore(
     archive: &str,
     url: &ferum::store::DatabaseUrl,
     data_dir: &Path,
@@ -488,13 +488,13 @@ both! {
 }
 
 /// The secret key line of an identity, as an identity file holds it.
-fn secret(id: &age::x25519::Identity) -> String {
+pub(crate) fn secret(id: &age::x25519::Identity) -> String {
     use age::secrecy::ExposeSecret;
     id.to_string().expose_secret().to_owned()
 }
 
 /// The `ferum` binary with its environment pointed at one site.
-fn ferum(
+pub(crate) fn ferum(
     url: &ferum::store::DatabaseUrl,
     data_dir: &Path,
     data_key: &str,

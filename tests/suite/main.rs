@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod auth;
 mod backup;
+mod backup_hardening;
 mod bad_input;
 mod catalog;
 mod catalog_pages;

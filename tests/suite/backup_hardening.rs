@@ -1,0 +1,193 @@
+//! Backups under attack and accident: a run killed half-way, an archive edited by someone who
+//! recomputed its checksums, a backup key that signs the manifest, and a backup history that
+//! cannot be read.
+
+use crate::backup::{Site, ferum, populate};
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, m: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+/// Every path below `dir` (the folder itself left out), depth first.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        out.push(p.clone());
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// Leftovers of a backup run: temporary folders and partial archives, anywhere below `dir`.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(".ferum-backup-")
+                || (name.starts_with(".ferum-") && name.ends_with(".partial"))
+        })
+        .collect()
+}
+
+/// Checks what a backup with a recipient has written so far, at any moment of the run: no
+/// table dump in the target folder, every temporary thing readable by its owner only, and a
+/// partial archive in the target only as age ciphertext. `planted` are left alone. Returns
+/// whether table dumps were seen staged (outside the target).
+#[cfg(unix)]
+fn nothing_readable_by_others(site: &Site, planted: &[PathBuf]) -> bool {
+    let target = site.backups();
+    let mut staged = false;
+    for p in walk(site.dir.path()) {
+        if planted.iter().any(|l| p.starts_with(l)) || p.starts_with(site.files()) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue; // removed meanwhile
+        };
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let in_target = p.starts_with(&target);
+        let temporary = p
+            .strip_prefix(site.dir.path())
+            .unwrap()
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with(".ferum-"));
+        if name.ends_with(".jsonl") {
+            assert!(
+                !in_target,
+                "a clear-text table dump in the target folder: {p:?}"
+            );
+            staged = true;
+        }
+        if temporary {
+            use std::os::unix::fs::PermissionsExt;
+            let m = meta.permissions().mode() & 0o777;
+            assert_eq!(m & 0o077, 0, "{p:?} is readable by others (mode {m:o})");
+        }
+        if in_target && meta.is_file() && meta.len() >= 19 && !name.ends_with(".lock") {
+            let head = std::fs::read(&p).unwrap_or_default();
+            assert!(
+                head.is_empty() || head.starts_with(b"age-encryption.org/"),
+                "{p:?} in the target folder is not age ciphertext"
+            );
+        }
+    }
+    staged
+}
+
+fn check_output(app: &TestApp, site: &Site) -> String {
+    let out = ferum(&app.url, site.dir.path(), &app.data_key, &["check"])
+        .current_dir(site.dir.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(unix)]
+both! {
+    async fn a_killed_backup_leaves_nothing_readable_and_the_next_one_cleans_up(app) {
+        let site = populate(&app).await;
+        let target = site.backups();
+        std::fs::create_dir_all(&target).unwrap();
+        set_mode(&target, 0o755);
+        // What a killed run of an earlier ferum left in the target folder: a clear-text dump
+        // and a partial archive, both 0644.
+        let old_staging = target.join(".ferum-backup-Ab12Cd");
+        std::fs::create_dir_all(&old_staging).unwrap();
+        set_mode(&old_staging, 0o755);
+        std::fs::write(old_staging.join("users.jsonl"), "{\"email\":\"boss@example.ru\",\"password_hash\":\"$argon2id$…\"}\n").unwrap();
+        set_mode(&old_staging.join("users.jsonl"), 0o644);
+        let old_partial = target.join(".ferum-Xy34Zw.partial");
+        std::fs::write(&old_partial, b"\x1f\x8b\x08\x00 half an archive").unwrap();
+        set_mode(&old_partial, 0o644);
+        let planted = vec![old_staging.clone(), old_partial.clone()];
+
+        // `ferum check` reports them.
+        let report = check_output(&app, &site);
+        let line = report.lines().find(|l| l.contains("interrupted backup")).unwrap_or_else(|| panic!("no leftovers reported:\n{report}"));
+        assert!(line.starts_with("FAIL"), "{line}");
+        assert!(line.contains(".ferum-backup-Ab12Cd") && line.contains(".ferum-Xy34Zw.partial"), "{line}");
+
+        // A backup with a recipient, killed with SIGKILL once it has staged table dumps. On
+        // PostgreSQL a lock on `users` holds the dump half-way, so the kill lands mid-dump.
+        let id = age::x25519::Identity::generate();
+        let recipient = id.to_public().to_string();
+        let lock = match app.db.backend() {
+            ferum::store::Backend::Postgres => {
+                let mut tx = app.db.pool().begin().await.unwrap();
+                sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+                Some(tx)
+            }
+            ferum::store::Backend::Sqlite => None,
+        };
+        let mut child = ferum(&app.url, site.dir.path(), &app.data_key, &["backup", "--encrypt-to", &recipient])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let mut staged = false;
+        loop {
+            staged |= nothing_readable_by_others(&site, &planted);
+            if staged || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the backup neither staged nor ended");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if let Some(tx) = lock {
+            tx.rollback().await.unwrap();
+            assert!(staged && !status.success(), "the run was killed mid-dump");
+        }
+        nothing_readable_by_others(&site, &planted);
+        // The run removed the old leftovers before it staged anything.
+        for p in &planted {
+            assert!(!p.exists(), "{p:?} survived a backup run");
+        }
+        let killed = leftovers(site.dir.path());
+        if staged {
+            assert!(!killed.is_empty(), "a killed run leaves its private folder behind");
+            for p in &killed {
+                assert!(!p.starts_with(&target), "{p:?}: the killed run staged in the target folder");
+            }
+        }
+
+        // `ferum check` reports what the killed run left.
+        let report = check_output(&app, &site);
+        let reported: Vec<&str> = report.lines().filter(|l| l.contains("interrupted backup")).collect();
+        assert_eq!(reported.is_empty(), killed.is_empty(), "{report}");
+        for p in &killed {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(reported.iter().any(|l| l.starts_with("FAIL") && l.contains(&name)), "{name} not reported:\n{report}");
+        }
+
+        // The next backup removes them all and leaves only the archive.
+        let out = ferum(&app.url, site.dir.path(), &app.data_key, &["backup", "--encrypt-to", &recipient]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let archive = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().unwrap());
+        assert_eq!(leftovers(site.dir.path()), Vec::<PathBuf>::new(), "leftovers survived the next backup");
+        assert_eq!(mode(&archive) & 0o077, 0, "the archive is readable by others");
+        assert!(std::fs::read(&archive).unwrap().starts_with(b"age-encryption.org/"));
+        let report = check_output(&app, &site);
+        assert!(!report.contains("interrupted backup"), "{report}");
+    }
+}
