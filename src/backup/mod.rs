@@ -7,6 +7,7 @@
 //! touches the target, then loads it in one transaction.
 
 pub mod archive;
+pub mod chain;
 pub mod dump;
 pub mod progress;
 pub mod target;
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::domain::backup::{Retention, TimeOfDay, archive_name, next_run};
 use crate::store::{Backend, DatabaseUrl, Db, migrate};
 use anyhow::{Context, bail};
-use archive::{KEY_PART, Manifest, MigrationRecord};
+use archive::{BackupKey, KEY_PART, Manifest, MigrationRecord, Signature};
 use chrono::{DateTime, SecondsFormat, Utc};
 use progress::{count, human_bytes, thousands};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,9 @@ pub struct BackupConfig {
     pub recipient: Option<age::x25519::Recipient>,
     /// `FERUM_BACKUP_AGE_IDENTITY`: the identity file that opens encrypted archives.
     pub identity: Option<PathBuf>,
+    /// `FERUM_BACKUP_KEY`: signs each manifest (HMAC-SHA256); `verify` and `restore` then
+    /// refuse an archive not signed with it.
+    pub key: Option<BackupKey>,
     pub data_dir: PathBuf,
     pub files_dir: PathBuf,
     pub retention: Retention,
@@ -43,6 +47,13 @@ pub struct BackupConfig {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `FERUM_BACKUP_KEY`, if set.
+pub fn key_from_env() -> anyhow::Result<Option<BackupKey>> {
+    var("FERUM_BACKUP_KEY")
+        .map(|k| BackupKey::parse(&k, "FERUM_BACKUP_KEY"))
+        .transpose()
 }
 
 /// Parses an age public key (`age1…`).
@@ -69,6 +80,7 @@ impl BackupConfig {
             at,
             recipient,
             identity: var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from),
+            key: key_from_env()?,
             data_dir: config.data_dir.clone(),
             files_dir: config.files_dir.clone(),
             retention: Retention::default(),
@@ -364,6 +376,7 @@ pub async fn backup(
     };
     tracing::info!(archive = %name, files = files.len(), "backup: writing the archive");
     let recipient = cfg.recipient.clone();
+    let signing = cfg.key.clone();
     let tables = dumped.tables.clone();
     let staging_path = staging.path().to_path_buf();
     let mtime = now.timestamp().max(0) as u64;
@@ -396,7 +409,7 @@ pub async fn backup(
         if let Some(k) = key {
             w.append(KEY_PART, k.len() as u64, k.as_bytes())?;
         }
-        let (out, manifest) = w.finish(manifest)?;
+        let (out, manifest) = w.finish_signed(manifest, signing.as_ref())?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok((tmp, manifest))
     })
@@ -504,6 +517,8 @@ pub struct Verified {
     pub manifest: Manifest,
     pub encrypted: bool,
     pub size: Option<u64>,
+    pub signature: Signature,
+    pub audit_entries: u64,
 }
 
 impl Verified {
@@ -536,18 +551,36 @@ impl Verified {
                 count(m.rows(), "row"),
                 count(m.files, "file")
             ),
+            format!("audit chain intact: {}", count(self.audit_entries, "entry")),
+            match self.signature {
+                Signature::Checked => "manifest signature: matches FERUM_BACKUP_KEY".to_owned(),
+                Signature::NotChecked => {
+                    "manifest signature: present, not checked (FERUM_BACKUP_KEY is not set)"
+                        .to_owned()
+                }
+                Signature::Unsigned => {
+                    "manifest signature: none (taken without FERUM_BACKUP_KEY)".to_owned()
+                }
+            },
         ]
     }
 }
 
-/// Reads a whole archive and checks it without touching any database.
-pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<Verified> {
+/// Reads a whole archive and checks it without touching any database. With a backup key,
+/// the manifest must be signed with it.
+pub async fn verify(
+    location: &str,
+    identity: Option<&Path>,
+    key: Option<&BackupKey>,
+) -> anyhow::Result<Verified> {
     let loc = Location::parse(location)?;
     tracing::info!(archive = %location, "verify: reading and checking the archive");
     let identity = identity.map(Path::to_path_buf);
+    let key = key.cloned();
     let (opened, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
-        Ok((archive::read(input, size, identity.as_deref(), None)?, size))
+        let opened = archive::read_keyed(input, size, identity.as_deref(), key.as_ref(), None)?;
+        Ok((opened, size))
     })
     .await??;
     check_schema(&opened.manifest)?;
@@ -555,6 +588,8 @@ pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<V
         manifest: opened.manifest,
         encrypted: opened.encrypted,
         size,
+        signature: opened.signature,
+        audit_entries: opened.audit_entries,
     })
 }
 
@@ -565,6 +600,8 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// The age identity file for an encrypted archive.
     pub identity: Option<PathBuf>,
+    /// The backup key: the archive's manifest must be signed with it.
+    pub key: Option<BackupKey>,
 }
 
 /// What a restore did.
@@ -633,6 +670,7 @@ pub async fn restore(
 ) -> anyhow::Result<Restored> {
     let loc = Location::parse(location)?;
     let identity = opts.identity.clone();
+    let key = opts.key.clone();
     let scratch = files_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -647,7 +685,7 @@ pub async fn restore(
     tracing::info!(archive = %location, "restore: reading and checking the archive");
     let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
-        archive::read(input, size, identity.as_deref(), Some(&dir))
+        archive::read_keyed(input, size, identity.as_deref(), key.as_ref(), Some(&dir))
     })
     .await??;
     let manifest = opened.manifest;
@@ -906,7 +944,8 @@ pub async fn run_backup(
     match command {
         Some(BackupCommand::Verify { archive, identity }) => {
             let identity = identity.or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from));
-            let v = verify(&archive, identity.as_deref()).await?;
+            let key = key_from_env()?;
+            let v = verify(&archive, identity.as_deref(), key.as_ref()).await?;
             for line in v.describe(&archive) {
                 println!("{line}");
             }
@@ -953,6 +992,7 @@ pub async fn run_restore(config: &Config, args: RestoreArgs) -> anyhow::Result<(
         identity: args
             .identity
             .or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from)),
+        key: key_from_env()?,
     };
     let r = restore(
         &config.database_url,

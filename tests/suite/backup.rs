@@ -37,6 +37,7 @@ impl Site {
             at: None,
             recipient: None,
             identity: None,
+            key: None,
             data_dir: self.dir.path().to_path_buf(),
             files_dir: self.files(),
             retention: Retention::default(),
@@ -332,7 +333,7 @@ both! {
             w.append_file(&part.path, &unpacked.path().join(&part.path)).unwrap();
         }
         w.finish(opened.manifest.clone()).unwrap();
-        backup::verify(&orphan.display().to_string(), None).await.unwrap();
+        backup::verify(&orphan.display().to_string(), None, None).await.unwrap();
         // A data folder whose key is another site's.
         let wrong_key_dir = tempfile::tempdir().unwrap();
         std::fs::write(wrong_key_dir.path().join("data.key"), ferum::crypto::DataKeys::generate().to_config_string()).unwrap();
@@ -345,12 +346,12 @@ both! {
             "archive schema 9999 is newer than this ferum ({})",
             ferum::store::migrate::latest_version()
         );
-        let replace = RestoreOptions { replace: true, identity: None };
+        let replace = RestoreOptions { replace: true, identity: None, key: None };
         let cases: Vec<(&str, String, RestoreOptions, &Path, &str)> = vec![
             ("truncated", truncated.display().to_string(), replace.clone(), site.dir.path(), "the archive is damaged"),
             ("flipped byte", flipped.display().to_string(), replace.clone(), site.dir.path(), "the archive is damaged"),
             ("no identity", foreign.clone(), replace.clone(), site.dir.path(), "--identity"),
-            ("wrong identity", foreign.clone(), RestoreOptions { replace: true, identity: Some(my_identity.clone()) }, site.dir.path(), "cannot decrypt: the identity does not match this archive's recipient"),
+            ("wrong identity", foreign.clone(), RestoreOptions { replace: true, identity: Some(my_identity.clone()), key: None }, site.dir.path(), "cannot decrypt: the identity does not match this archive's recipient"),
             ("newer schema", newer.clone(), replace.clone(), site.dir.path(), &newer_message),
             ("wrong data key", good.clone(), replace.clone(), wrong_key_dir.path(), "the personal-data key here does not match the archive's; set FERUM_DATA_KEY to the key of the site the backup came from"),
             ("rows that break a foreign key", orphan.display().to_string(), replace.clone(), site.dir.path(), "the restore failed and was rolled back"),
@@ -367,12 +368,12 @@ both! {
             assert_eq!(folder, folder_before, "{what} left something behind");
         }
         // verify refuses the same archives and accepts the good one.
-        backup::verify(&good, None).await.unwrap();
+        backup::verify(&good, None, None).await.unwrap();
         for bad in [&truncated, &flipped] {
-            let e = backup::verify(&bad.display().to_string(), None).await.unwrap_err().to_string();
+            let e = backup::verify(&bad.display().to_string(), None, None).await.unwrap_err().to_string();
             assert!(e.contains("damaged"), "{e}");
         }
-        let e = backup::verify(&newer, None).await.unwrap_err().to_string();
+        let e = backup::verify(&newer, None, None).await.unwrap_err().to_string();
         assert!(e.contains("is newer than this ferum"), "{e}");
     }
 
@@ -391,7 +392,7 @@ both! {
         assert!(err.contains("is not empty") && err.contains("customers: 3") && err.contains("--replace would overwrite it"), "{err}");
         assert!(!empty_files.exists());
         // --replace puts back the state of the backup, database and files.
-        let r = restore(&archive, &app.url, site.dir.path(), &site.files(), &RestoreOptions { replace: true, identity: None }).await.unwrap();
+        let r = restore(&archive, &app.url, site.dir.path(), &site.files(), &RestoreOptions { replace: true, identity: None, key: None }).await.unwrap();
         assert_eq!(r.manifest.tables["customers"], 2);
         assert!(!site.files().join("later.txt").exists());
         assert_eq!(tree(&site.files()).len(), 4);
@@ -416,11 +417,11 @@ both! {
         assert!(raw.starts_with(b"age-encryption.org/v1"));
         let identity = site.dir.path().join("backup-identity.txt");
         std::fs::write(&identity, format!("# created for the test\n\n{}\n", secret(&id))).unwrap();
-        let v = backup::verify(&report.location, Some(&identity)).await.unwrap();
+        let v = backup::verify(&report.location, Some(&identity), None).await.unwrap();
         assert!(v.encrypted);
         // A new machine with no key at all: the archive's key is used and kept.
         let target = EmptyTarget::like(&app.url).await;
-        let opts = RestoreOptions { replace: false, identity: Some(identity) };
+        let opts = RestoreOptions { replace: false, identity: Some(identity), key: None };
         let r = restore(&report.location, &target.url, &target.data_dir(), &target.files_dir(), &opts).await.unwrap();
         let key_file = r.key_written.clone().expect("the archive's key is written");
         assert_eq!(key_file, target.dir.path().join("data.key"));
@@ -510,6 +511,7 @@ pub(crate) fn ferum(
         .env_remove("FERUM_BACKUP_TARGET")
         .env_remove("FERUM_BACKUP_AGE_RECIPIENT")
         .env_remove("FERUM_BACKUP_AGE_IDENTITY")
+        .env_remove("FERUM_BACKUP_KEY")
         .env_remove("FERUM_BACKUP_AT")
         .stdin(Stdio::null());
     c

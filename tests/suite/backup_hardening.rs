@@ -2,8 +2,12 @@
 //! recomputed its checksums, a backup key that signs the manifest, and a backup history that
 //! cannot be read.
 
-use crate::backup::{Site, ferum, populate};
+use crate::backup::{Site, ferum, populate, restore};
 use crate::support::*;
+use ferum::backup::archive::{BackupKey, Signature};
+use ferum::backup::target::Target;
+use ferum::backup::{self, RestoreOptions};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -189,5 +193,146 @@ both! {
         assert!(std::fs::read(&archive).unwrap().starts_with(b"age-encryption.org/"));
         let report = check_output(&app, &site);
         assert!(!report.contains("interrupted backup"), "{report}");
+    }
+}
+
+/// Unpacks `archive`, lets `edit` change the first row of `table`, and packs it again with a
+/// manifest whose sizes and SHA-256 match the edit (what someone who knows the format does),
+/// signed with `sign` if given, as `name` next to it.
+fn tamper(
+    archive: &str,
+    table: &str,
+    edit: impl Fn(&mut Value),
+    sign: Option<&BackupKey>,
+    name: &str,
+) -> PathBuf {
+    let unpacked = tempfile::tempdir().unwrap();
+    let opened = backup::archive::read(
+        std::fs::File::open(archive).unwrap(),
+        None,
+        None,
+        Some(unpacked.path()),
+    )
+    .unwrap();
+    let path = unpacked.path().join(format!("tables/{table}.jsonl"));
+    let mut rows: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    edit(&mut rows[0]);
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let out = Path::new(archive).with_file_name(name);
+    let mut w =
+        backup::archive::Writer::new(std::fs::File::create(&out).unwrap(), None, 0, None).unwrap();
+    for part in &opened.manifest.parts {
+        w.append_file(&part.path, &unpacked.path().join(&part.path))
+            .unwrap();
+    }
+    w.finish_signed(opened.manifest.clone(), sign).unwrap();
+    out
+}
+
+/// Rows held by the target database (none if it was never created).
+async fn target_rows(target: &EmptyTarget) -> Vec<(String, i64)> {
+    if let Some(p) = target.url.sqlite_path() {
+        if !p.exists() {
+            return Vec::new();
+        }
+    }
+    let db = ferum::store::Db::connect(&target.url, 1).await.unwrap();
+    let held = backup::dump::rows_held(&db).await.unwrap();
+    db.close().await;
+    held
+}
+
+both! {
+    async fn a_tampered_archive_with_recomputed_checksums_is_refused_before_the_target_is_touched(app) {
+        let site = populate(&app).await;
+        let good = backup::backup(&app.db, &site.config(), start_time()).await.unwrap().location;
+        // An audit entry made to say something else; checksums and row counts all match.
+        let tampered = tamper(&good, "audit_log", |row| row["ip"] = json!("10.6.6.6"), None, "tampered.tar.gz");
+        let tampered = tampered.display().to_string();
+
+        let e = format!("{:#}", backup::verify(&tampered, None, None).await.unwrap_err());
+        assert!(e.contains("audit chain") && e.contains("entry 1 was changed"), "{e}");
+
+        let target = EmptyTarget::like(&app.url).await;
+        std::fs::write(target.dir.path().join("data.key"), &app.data_key).unwrap();
+        let e = format!("{:#}", restore(&tampered, &target.url, &target.data_dir(), &target.files_dir(), &RestoreOptions::default()).await.unwrap_err());
+        assert!(e.contains("audit chain") && e.contains("nothing was changed"), "{e}");
+        assert_eq!(target_rows(&target).await, Vec::new(), "the target was loaded");
+        assert!(!target.files_dir().exists(), "the files folder was touched");
+
+        // The command line says the same and exits 1.
+        let out = ferum(&target.url, target.dir.path(), &app.data_key, &["backup", "verify", &tampered]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("audit chain"), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ferum(&target.url, target.dir.path(), &app.data_key, &["restore", &tampered]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("audit chain") && err.contains("nothing was changed"), "{err}");
+        assert_eq!(target_rows(&target).await, Vec::new(), "the target was loaded");
+        assert!(!target.files_dir().exists(), "the files folder was touched");
+
+        // The untouched archive still restores there.
+        restore(&good, &target.url, &target.data_dir(), &target.files_dir(), &RestoreOptions::default()).await.unwrap();
+    }
+
+    async fn with_a_backup_key_only_signed_untouched_archives_restore(app) {
+        let site = populate(&app).await;
+        let secret = "k3y-".repeat(10);
+        let key = BackupKey::parse(&secret, "test").unwrap();
+        let other = BackupKey::parse(&"0th3r-".repeat(8), "test").unwrap();
+        assert!(BackupKey::parse("short", "FERUM_BACKUP_KEY").unwrap_err().to_string().contains("FERUM_BACKUP_KEY must be at least 32 characters"));
+        let mut cfg = site.config();
+        cfg.key = Some(key.clone());
+        let signed = backup::backup(&app.db, &cfg, start_time()).await.unwrap().location;
+        let mut cfg = site.config();
+        cfg.target = Target::Local(site.backups().join("unsigned"));
+        let unsigned = backup::backup(&app.db, &cfg, start_time() + chrono::Duration::seconds(1)).await.unwrap().location;
+        // A customer renamed, checksums recomputed: the audit chain does not cover customers.
+        let rename = |row: &mut Value| row["name"] = json!("ООО Подмена");
+        let forged = tamper(&signed, "customers", rename, None, "forged.tar.gz").display().to_string();
+        let resigned = tamper(&signed, "customers", rename, Some(&other), "resigned.tar.gz").display().to_string();
+        // Without the key such an edit passes: that is what the key is for.
+        backup::verify(&forged, None, None).await.unwrap();
+        let v = backup::verify(&signed, None, None).await.unwrap();
+        assert_eq!(v.signature, Signature::NotChecked);
+        let v = backup::verify(&signed, None, Some(&key)).await.unwrap();
+        assert_eq!(v.signature, Signature::Checked);
+        assert!(v.describe(&signed).iter().any(|l| l == "manifest signature: matches FERUM_BACKUP_KEY"), "{:?}", v.describe(&signed));
+
+        let with_key = RestoreOptions { key: Some(key.clone()), ..RestoreOptions::default() };
+        let target = EmptyTarget::like(&app.url).await;
+        std::fs::write(target.dir.path().join("data.key"), &app.data_key).unwrap();
+        for (what, archive, expected) in [
+            ("unsigned", &unsigned, "the archive's manifest is not signed, but FERUM_BACKUP_KEY is set"),
+            ("edited, signature dropped", &forged, "the archive's manifest is not signed, but FERUM_BACKUP_KEY is set"),
+            ("edited, signed with another key", &resigned, "the archive's manifest signature does not match FERUM_BACKUP_KEY"),
+        ] {
+            let e = format!("{:#}", backup::verify(archive, None, Some(&key)).await.unwrap_err());
+            assert!(e.contains(expected), "{what}: {e}");
+            let e = format!("{:#}", restore(archive, &target.url, &target.data_dir(), &target.files_dir(), &with_key).await.unwrap_err());
+            assert!(e.contains(expected) && e.contains("nothing was changed"), "{what}: {e}");
+            assert_eq!(target_rows(&target).await, Vec::new(), "{what}: the target was loaded");
+            assert!(!target.files_dir().exists(), "{what}: the files folder was touched");
+        }
+        // The command line reads the key from FERUM_BACKUP_KEY.
+        let verify = |archive: &str| ferum(&target.url, target.dir.path(), "", &["backup", "verify", archive]).env("FERUM_BACKUP_KEY", &secret).output().unwrap();
+        let out = verify(&unsigned);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not signed, but FERUM_BACKUP_KEY is set"), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = verify(&signed);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("manifest signature: matches FERUM_BACKUP_KEY"));
+        let out = ferum(&target.url, target.dir.path(), &app.data_key, &["restore", &resigned]).env("FERUM_BACKUP_KEY", &secret).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(target_rows(&target).await, Vec::new(), "the target was loaded");
+
+        // The untouched signed archive restores.
+        let r = restore(&signed, &target.url, &target.data_dir(), &target.files_dir(), &with_key).await.unwrap();
+        assert_eq!(r.manifest.tables["customers"], 2);
     }
 }
