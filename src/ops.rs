@@ -303,6 +303,9 @@ async fn database(config: &Config) -> Vec<Finding> {
         Ok(Some(why)) => out.push(fail("schema", format!("{why}; run `ferum migrate`"))),
         Err(e) => out.push(fail("schema", format!("{e:#}"))),
     }
+    if ready {
+        out.push(last_backup(&db).await);
+    }
     let env_key = std::env::var("FERUM_DATA_KEY").ok();
     if let Ok(Some(keys)) = crate::crypto::DataKeys::load(&config.data_dir, env_key.as_deref()) {
         if ready {
@@ -314,6 +317,25 @@ async fn database(config: &Config) -> Vec<Finding> {
     }
     db.close().await;
     out
+}
+
+/// When the last backup of this database succeeded; a history that cannot be read is a
+/// problem, not "never".
+async fn last_backup(db: &Db) -> Finding {
+    match crate::backup::last_success(db).await {
+        Ok(Some(t)) => ok(
+            "last backup",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        Ok(None) => ok(
+            "last backup",
+            "never: no backup of this database has succeeded",
+        ),
+        Err(e) => fail(
+            "last backup",
+            format!("could not read the backup history: {e:#}"),
+        ),
+    }
 }
 
 /// `ferum healthcheck`: a GET to `url` (by default `/readyz` on the port of `FERUM_BIND`).

@@ -470,14 +470,21 @@ async fn record_success(db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// When the last backup succeeded, if ever (for the metrics endpoint).
-pub async fn last_success(db: &Db) -> Option<DateTime<Utc>> {
+/// When the last backup succeeded, or `None` if never. A database that cannot be read, or a
+/// recorded time that is not one, is an error: it must not read as "never backed up".
+pub async fn last_success(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
     let mut q = crate::store::Q::new("SELECT value FROM settings WHERE name = ");
     q.bind(LAST_SUCCESS.to_owned());
-    let v: Option<(String,)> = q.fetch_optional(db.pool()).await.ok()?;
-    DateTime::parse_from_rfc3339(&v?.0)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let v: Option<(String,)> = q
+        .fetch_optional(db.pool())
+        .await
+        .context("cannot read the time of the last backup from the settings table")?;
+    v.map(|(v,)| {
+        DateTime::parse_from_rfc3339(&v)
+            .map(|t| t.with_timezone(&Utc))
+            .with_context(|| format!("the recorded time of the last backup, {v:?}, is not a time"))
+    })
+    .transpose()
 }
 
 fn backend_name(b: Backend) -> &'static str {

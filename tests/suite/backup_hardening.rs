@@ -335,4 +335,24 @@ both! {
         let r = restore(&signed, &target.url, &target.data_dir(), &target.files_dir(), &with_key).await.unwrap();
         assert_eq!(r.manifest.tables["customers"], 2);
     }
+
+    async fn a_failure_to_read_the_backup_history_is_an_error_not_never(app) {
+        let site = populate(&app).await;
+        let line = |report: &str| report.lines().find(|l| l.contains("last backup")).map(str::to_owned).unwrap_or_else(|| panic!("no last backup line:\n{report}"));
+        assert!(line(&check_output(&app, &site)).starts_with("ok   last backup   never"));
+        backup::backup(&app.db, &site.config(), start_time()).await.unwrap();
+        assert_eq!(backup::last_success(&app.db).await.unwrap(), Some(start_time()));
+        assert_eq!(line(&check_output(&app, &site)), "ok   last backup   2026-03-02T09:00:00Z");
+        // The table it reads is gone: an error, not "never backed up".
+        sqlx::query("ALTER TABLE settings RENAME TO settings_elsewhere").execute(app.db.pool()).await.unwrap();
+        let e = format!("{:#}", backup::last_success(&app.db).await.unwrap_err());
+        assert!(e.contains("cannot read the time of the last backup"), "{e}");
+        let l = line(&check_output(&app, &site));
+        assert!(l.starts_with("FAIL last backup   could not read the backup history"), "{l}");
+        sqlx::query("ALTER TABLE settings_elsewhere RENAME TO settings").execute(app.db.pool()).await.unwrap();
+        // A recorded value that is not a time is an error too.
+        sqlx::query("UPDATE settings SET value = 'yesterday' WHERE name = 'backup_last_success_at'").execute(app.db.pool()).await.unwrap();
+        let e = format!("{:#}", backup::last_success(&app.db).await.unwrap_err());
+        assert!(e.contains("\"yesterday\", is not a time"), "{e}");
+    }
 }
