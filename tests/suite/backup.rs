@@ -987,7 +987,8 @@ both! {
                 .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
                 .unwrap_or_default();
             archives.retain(|n: &String| n.ends_with(".tar.gz"));
-            if !archives.is_empty() {
+            // The time is recorded just after the archive is in place (and retention ran).
+            if !archives.is_empty() && backup::last_success(&app.db).await.unwrap().is_some() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
