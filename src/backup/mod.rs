@@ -3,8 +3,12 @@
 //!
 //! A backup is a logical dump of every table (so it restores into either backend), the stored
 //! files and a manifest with a SHA-256 of every part (see [`archive`]). A restore checks the
-//! whole archive — checksums, schema version, decryption, the personal-data key — before it
+//! whole archive — checksums, the audit chain of its audit rows ([`chain`]), the manifest's
+//! MAC when a backup key is set, schema version, decryption, the personal-data key — before it
 //! touches the target, then loads it in one transaction.
+//!
+//! A backup stages the clear-text dump in a private folder of the data folder, never in the
+//! target, and removes what killed runs left (see [`leftovers`]).
 
 pub mod archive;
 pub mod chain;
@@ -98,7 +102,8 @@ impl BackupConfig {
     }
 
     /// The folders a backup writes temporary things to: the data folder (the private staging
-    /// folder) and [`scratch`](Self::scratch) (the partial archive), once each.
+    /// folder) and the folder of the partial archive (the target, or for S3 the data folder),
+    /// once each.
     pub fn work_folders(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.data_dir.clone()];
         let scratch = self.scratch();
@@ -663,8 +668,8 @@ enum KeySource {
 
 /// Restores `location` into the database at `url` and the files folder `files_dir`.
 ///
-/// Everything that can be checked without the target is checked first (the whole archive,
-/// schema version, personal-data key); then the target must be empty unless
+/// Everything that can be checked without the target is checked first (the whole archive
+/// with its audit chain and, with `opts.key`, its MAC; schema version, personal-data key); then the target must be empty unless
 /// `opts.replace`. The rows load in one transaction, so a failure leaves the target as it was;
 /// the files are swapped in only after the commit.
 pub async fn restore(
@@ -684,8 +689,8 @@ pub async fn restore(
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".ferum-restore-")
+    // The archive's tables are unpacked here in clear text: owner only.
+    let staging = owner_only(tempfile::Builder::new().prefix(".ferum-restore-"), 0o700)
         .tempdir_in(&scratch)
         .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
     let dir = staging.path().to_path_buf();
