@@ -208,7 +208,8 @@ fn remove_leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in leftovers(dir)? {
         let path = dir.join(&name);
-        let gone = if path.is_dir() {
+        // A symbolic link is removed, never followed.
+        let gone = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
@@ -669,9 +670,9 @@ enum KeySource {
 /// Restores `location` into the database at `url` and the files folder `files_dir`.
 ///
 /// Everything that can be checked without the target is checked first (the whole archive
-/// with its audit chain and, with `opts.key`, its MAC; schema version, personal-data key); then the target must be empty unless
-/// `opts.replace`. The rows load in one transaction, so a failure leaves the target as it was;
-/// the files are swapped in only after the commit.
+/// with its audit chain and, with `opts.key`, its MAC; schema version, personal-data key);
+/// then the target must be empty unless `opts.replace`. The rows load in one transaction, so
+/// a failure leaves the target as it was; the files are swapped in only after the commit.
 pub async fn restore(
     url: &DatabaseUrl,
     data_dir: &Path,
