@@ -93,7 +93,7 @@ pub async fn findings() -> Vec<Finding> {
     }
     out.push(writable("data folder", &config.data_dir));
     out.push(writable("files folder", &config.files_dir));
-    out.push(backups(&config).await);
+    out.extend(backups(&config).await);
     out.extend(secrets(&config));
     out.extend(database(&config).await);
     if let Some(url) = &config.redis_url {
@@ -160,13 +160,52 @@ fn writable(topic: &'static str, dir: &Path) -> Finding {
     }
 }
 
-/// The backup settings, and whether the target takes archives (a folder) or answers (S3).
-async fn backups(config: &Config) -> Finding {
-    use crate::backup::{BackupConfig, target::Target};
+/// The backup settings, whether the target takes archives (a folder) or answers (S3), and
+/// what interrupted backups left behind.
+async fn backups(config: &Config) -> Vec<Finding> {
+    use crate::backup::BackupConfig;
     let cfg = match BackupConfig::from_env(config) {
         Ok(c) => c,
-        Err(e) => return fail("backups", format!("{e:#}")),
+        Err(e) => return vec![fail("backups", format!("{e:#}"))],
     };
+    let mut out = vec![backup_target(&cfg).await];
+    out.extend(backup_leftovers(&cfg));
+    out
+}
+
+/// Staging folders and partial archives of killed backup runs, in the folders a backup writes
+/// to (a folder where a backup is running now is left out: its files are in use).
+fn backup_leftovers(cfg: &crate::backup::BackupConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut found = Vec::new();
+    for dir in cfg.work_folders() {
+        if crate::backup::running_in(&dir) {
+            out.push(ok(
+                "backups",
+                format!("a backup is running in {}", dir.display()),
+            ));
+            continue;
+        }
+        match crate::backup::leftovers(&dir) {
+            Ok(names) => found.extend(names.iter().map(|n| dir.join(n).display().to_string())),
+            Err(e) => out.push(fail("backups", format!("{e:#}"))),
+        }
+    }
+    if !found.is_empty() {
+        out.push(fail(
+            "backups",
+            format!(
+                "left by an interrupted backup (table dumps in clear text or partial archives): {}; \
+                 the next `ferum backup` removes them, or delete them",
+                found.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+async fn backup_target(cfg: &crate::backup::BackupConfig) -> Finding {
+    use crate::backup::target::Target;
     let schedule = match &cfg.at {
         Some(at) => format!("daily at {at} UTC"),
         None => "no schedule (FERUM_BACKUP_AT unset)".to_owned(),
@@ -264,6 +303,9 @@ async fn database(config: &Config) -> Vec<Finding> {
         Ok(Some(why)) => out.push(fail("schema", format!("{why}; run `ferum migrate`"))),
         Err(e) => out.push(fail("schema", format!("{e:#}"))),
     }
+    if ready {
+        out.push(last_backup(&db).await);
+    }
     let env_key = std::env::var("FERUM_DATA_KEY").ok();
     if let Ok(Some(keys)) = crate::crypto::DataKeys::load(&config.data_dir, env_key.as_deref()) {
         if ready {
@@ -275,6 +317,25 @@ async fn database(config: &Config) -> Vec<Finding> {
     }
     db.close().await;
     out
+}
+
+/// When the last backup of this database succeeded; a history that cannot be read is a
+/// problem, not "never".
+async fn last_backup(db: &Db) -> Finding {
+    match crate::backup::last_success(db).await {
+        Ok(Some(t)) => ok(
+            "last backup",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        Ok(None) => ok(
+            "last backup",
+            "never: no backup of this database has succeeded",
+        ),
+        Err(e) => fail(
+            "last backup",
+            format!("could not read the backup history: {e:#}"),
+        ),
+    }
 }
 
 /// `ferum healthcheck`: a GET to `url` (by default `/readyz` on the port of `FERUM_BIND`).

@@ -255,8 +255,7 @@ pub async fn dump(db: &Db, dir: &Path) -> anyhow::Result<Dumped> {
         );
         let path = dir.join(format!("{}.jsonl", table.name));
         let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
+            create_private(&path).with_context(|| format!("cannot create {}", path.display()))?,
         );
         let mut rows = sqlx::query(&sql).fetch(&mut *tx);
         let mut n = 0_u64;
@@ -279,6 +278,18 @@ pub async fn dump(db: &Db, dir: &Path) -> anyhow::Result<Dumped> {
         migrations,
         data_patches,
     })
+}
+
+/// Creates a file only its owner can read (0600): a dump holds every row in clear text.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
 }
 
 fn row_to_json(table: &Table, row: &AnyRow) -> anyhow::Result<Map<String, Value>> {

@@ -3,10 +3,15 @@
 //!
 //! A backup is a logical dump of every table (so it restores into either backend), the stored
 //! files and a manifest with a SHA-256 of every part (see [`archive`]). A restore checks the
-//! whole archive — checksums, schema version, decryption, the personal-data key — before it
+//! whole archive — checksums, the audit chain of its audit rows ([`chain`]), the manifest's
+//! MAC when a backup key is set, schema version, decryption, the personal-data key — before it
 //! touches the target, then loads it in one transaction.
+//!
+//! A backup stages the clear-text dump in a private folder of the data folder, never in the
+//! target, and removes what killed runs left (see [`leftovers`]).
 
 pub mod archive;
+pub mod chain;
 pub mod dump;
 pub mod progress;
 pub mod target;
@@ -16,7 +21,7 @@ use crate::config::Config;
 use crate::domain::backup::{Retention, TimeOfDay, archive_name, next_run};
 use crate::store::{Backend, DatabaseUrl, Db, migrate};
 use anyhow::{Context, bail};
-use archive::{KEY_PART, Manifest, MigrationRecord};
+use archive::{BackupKey, KEY_PART, Manifest, MigrationRecord, Signature};
 use chrono::{DateTime, SecondsFormat, Utc};
 use progress::{count, human_bytes, thousands};
 use std::path::{Path, PathBuf};
@@ -36,6 +41,9 @@ pub struct BackupConfig {
     pub recipient: Option<age::x25519::Recipient>,
     /// `FERUM_BACKUP_AGE_IDENTITY`: the identity file that opens encrypted archives.
     pub identity: Option<PathBuf>,
+    /// `FERUM_BACKUP_KEY`: signs each manifest (HMAC-SHA256); `verify` and `restore` then
+    /// refuse an archive not signed with it.
+    pub key: Option<BackupKey>,
     pub data_dir: PathBuf,
     pub files_dir: PathBuf,
     pub retention: Retention,
@@ -43,6 +51,13 @@ pub struct BackupConfig {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `FERUM_BACKUP_KEY`, if set.
+pub fn key_from_env() -> anyhow::Result<Option<BackupKey>> {
+    var("FERUM_BACKUP_KEY")
+        .map(|k| BackupKey::parse(&k, "FERUM_BACKUP_KEY"))
+        .transpose()
 }
 
 /// Parses an age public key (`age1…`).
@@ -69,20 +84,162 @@ impl BackupConfig {
             at,
             recipient,
             identity: var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from),
+            key: key_from_env()?,
             data_dir: config.data_dir.clone(),
             files_dir: config.files_dir.clone(),
             retention: Retention::default(),
         })
     }
 
-    /// Where temporary files go: the target folder (so the finished archive is renamed into
-    /// place) or, for S3, the data folder.
+    /// Where the partial archive is written: the target folder (so the finished archive is
+    /// renamed into place) or, for S3, the data folder. The table dump never goes there: it is
+    /// staged in a private folder in the data folder (see [`backup`]).
     fn scratch(&self) -> PathBuf {
         match &self.target {
             Target::Local(dir) => dir.clone(),
             Target::S3(_) => self.data_dir.clone(),
         }
     }
+
+    /// The folders a backup writes temporary things to: the data folder (the private staging
+    /// folder) and the folder of the partial archive (the target, or for S3 the data folder),
+    /// once each.
+    pub fn work_folders(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.data_dir.clone()];
+        let scratch = self.scratch();
+        if !same_folder(&scratch, &self.data_dir) {
+            dirs.push(scratch);
+        }
+        dirs
+    }
+}
+
+/// The private folder a run stages its table dump in: `.ferum-backup-XXXXXX` (mode 0700).
+const STAGING_PREFIX: &str = ".ferum-backup-";
+/// A run's archive before it is complete: `.ferum-XXXXXX.partial` (mode 0600).
+const PARTIAL_PREFIX: &str = ".ferum-";
+const PARTIAL_SUFFIX: &str = ".partial";
+/// Held (an exclusive file lock) by a running backup in every folder it writes temporary
+/// things to, so that a later run knows what it finds there is left over, not in use.
+pub const LOCK_FILE: &str = ".ferum-backup.lock";
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Whether `name` is something a backup run leaves behind only when it is killed.
+fn is_leftover(name: &str) -> bool {
+    name.starts_with(STAGING_PREFIX)
+        || (name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX))
+}
+
+/// The names of what interrupted backups left in `dir` (staging folders, which may hold a
+/// clear-text table dump, and partial archives), sorted. A missing folder has none.
+pub fn leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+        if let Some(name) = e.file_name().to_str() {
+            if is_leftover(name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a backup holds the lock in `dir` right now. Creates nothing.
+pub fn running_in(dir: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    #[expect(
+        clippy::incompatible_msrv,
+        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
+    )]
+    let held = matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock));
+    held
+}
+
+/// Takes the backup lock of `dir` for this run (released when the file is dropped, or when
+/// the process dies, however it dies).
+fn lock_folder(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    #[expect(
+        clippy::incompatible_msrv,
+        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
+    )]
+    let locked = f.try_lock();
+    match locked {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another backup is running in {} (it holds {}); try again when it has finished",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Removes what interrupted backups left in `dir`; the caller holds the folder's lock, so
+/// nothing there is in use. Returns the names removed.
+fn remove_leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in leftovers(dir)? {
+        let path = dir.join(&name);
+        // A symbolic link is removed, never followed.
+        let gone = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        gone.with_context(|| {
+            format!(
+                "cannot remove {}, left by an interrupted backup",
+                path.display()
+            )
+        })?;
+        tracing::warn!(path = %path.display(), "backup: removed what an interrupted backup left");
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// Makes what `b` creates readable by its owner only: `mode` 0700 for a folder, 0600 for a
+/// file.
+fn owner_only<'r, 'a, 'b>(
+    b: &'r mut tempfile::Builder<'a, 'b>,
+    mode: u32,
+) -> &'r mut tempfile::Builder<'a, 'b> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b
 }
 
 /// What a backup did.
@@ -167,12 +324,26 @@ pub async fn backup(
     now: DateTime<Utc>,
 ) -> anyhow::Result<BackupReport> {
     let scratch = cfg.scratch();
-    std::fs::create_dir_all(&scratch)
-        .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".ferum-backup-")
-        .tempdir_in(&scratch)
-        .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
+    let mut locks = Vec::new();
+    for dir in cfg.work_folders() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        locks.push(lock_folder(&dir)?);
+        // Under the lock nothing of this kind is in use: a killed run left it.
+        if let Err(e) = remove_leftovers(&dir) {
+            tracing::error!(error = %format!("{e:#}"), "backup: what an interrupted backup left could not be removed");
+        }
+    }
+    // The clear-text dump is staged in the data folder (which holds the database and keys
+    // anyway), never in the target, in a folder only the owner can enter.
+    let staging = owner_only(tempfile::Builder::new().prefix(STAGING_PREFIX), 0o700)
+        .tempdir_in(&cfg.data_dir)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary folder in {}",
+                cfg.data_dir.display()
+            )
+        })?;
     tracing::info!(target = %cfg.target.location(""), "backup: dumping the database");
     let dumped = dump::dump(db, staging.path()).await?;
     let key = match &cfg.recipient {
@@ -211,14 +382,18 @@ pub async fn backup(
     };
     tracing::info!(archive = %name, files = files.len(), "backup: writing the archive");
     let recipient = cfg.recipient.clone();
+    let signing = cfg.key.clone();
     let tables = dumped.tables.clone();
     let staging_path = staging.path().to_path_buf();
     let mtime = now.timestamp().max(0) as u64;
     let (file, manifest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".ferum-")
-            .suffix(".partial")
-            .tempfile_in(&scratch)?;
+        let tmp = owner_only(
+            tempfile::Builder::new()
+                .prefix(PARTIAL_PREFIX)
+                .suffix(PARTIAL_SUFFIX),
+            0o600,
+        )
+        .tempfile_in(&scratch)?;
         let out = std::io::BufWriter::new(tmp.reopen()?);
         let mut total = 0;
         for (t, _) in &tables {
@@ -240,7 +415,7 @@ pub async fn backup(
         if let Some(k) = key {
             w.append(KEY_PART, k.len() as u64, k.as_bytes())?;
         }
-        let (out, manifest) = w.finish(manifest)?;
+        let (out, manifest) = w.finish_signed(manifest, signing.as_ref())?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok((tmp, manifest))
     })
@@ -259,6 +434,7 @@ pub async fn backup(
         }
     };
     record_success(db, now).await?;
+    drop(locks);
     Ok(BackupReport {
         location,
         manifest,
@@ -300,14 +476,21 @@ async fn record_success(db: &Db, now: DateTime<Utc>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// When the last backup succeeded, if ever (for the metrics endpoint).
-pub async fn last_success(db: &Db) -> Option<DateTime<Utc>> {
+/// When the last backup succeeded, or `None` if never. A database that cannot be read, or a
+/// recorded time that is not one, is an error: it must not read as "never backed up".
+pub async fn last_success(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
     let mut q = crate::store::Q::new("SELECT value FROM settings WHERE name = ");
     q.bind(LAST_SUCCESS.to_owned());
-    let v: Option<(String,)> = q.fetch_optional(db.pool()).await.ok()?;
-    DateTime::parse_from_rfc3339(&v?.0)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let v: Option<(String,)> = q
+        .fetch_optional(db.pool())
+        .await
+        .context("cannot read the time of the last backup from the settings table")?;
+    v.map(|(v,)| {
+        DateTime::parse_from_rfc3339(&v)
+            .map(|t| t.with_timezone(&Utc))
+            .with_context(|| format!("the recorded time of the last backup, {v:?}, is not a time"))
+    })
+    .transpose()
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -347,6 +530,8 @@ pub struct Verified {
     pub manifest: Manifest,
     pub encrypted: bool,
     pub size: Option<u64>,
+    pub signature: Signature,
+    pub audit_entries: u64,
 }
 
 impl Verified {
@@ -379,18 +564,36 @@ impl Verified {
                 count(m.rows(), "row"),
                 count(m.files, "file")
             ),
+            format!("audit chain intact: {}", count(self.audit_entries, "entry")),
+            match self.signature {
+                Signature::Checked => "manifest signature: matches FERUM_BACKUP_KEY".to_owned(),
+                Signature::NotChecked => {
+                    "manifest signature: present, not checked (FERUM_BACKUP_KEY is not set)"
+                        .to_owned()
+                }
+                Signature::Unsigned => {
+                    "manifest signature: none (taken without FERUM_BACKUP_KEY)".to_owned()
+                }
+            },
         ]
     }
 }
 
-/// Reads a whole archive and checks it without touching any database.
-pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<Verified> {
+/// Reads a whole archive and checks it without touching any database. With a backup key,
+/// the manifest must be signed with it.
+pub async fn verify(
+    location: &str,
+    identity: Option<&Path>,
+    key: Option<&BackupKey>,
+) -> anyhow::Result<Verified> {
     let loc = Location::parse(location)?;
     tracing::info!(archive = %location, "verify: reading and checking the archive");
     let identity = identity.map(Path::to_path_buf);
+    let key = key.cloned();
     let (opened, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
-        Ok((archive::read(input, size, identity.as_deref(), None)?, size))
+        let opened = archive::read_keyed(input, size, identity.as_deref(), key.as_ref(), None)?;
+        Ok((opened, size))
     })
     .await??;
     check_schema(&opened.manifest)?;
@@ -398,6 +601,8 @@ pub async fn verify(location: &str, identity: Option<&Path>) -> anyhow::Result<V
         manifest: opened.manifest,
         encrypted: opened.encrypted,
         size,
+        signature: opened.signature,
+        audit_entries: opened.audit_entries,
     })
 }
 
@@ -408,6 +613,8 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// The age identity file for an encrypted archive.
     pub identity: Option<PathBuf>,
+    /// The backup key: the archive's manifest must be signed with it.
+    pub key: Option<BackupKey>,
 }
 
 /// What a restore did.
@@ -462,10 +669,10 @@ enum KeySource {
 
 /// Restores `location` into the database at `url` and the files folder `files_dir`.
 ///
-/// Everything that can be checked without the target is checked first (the whole archive,
-/// schema version, personal-data key); then the target must be empty unless
-/// `opts.replace`. The rows load in one transaction, so a failure leaves the target as it was;
-/// the files are swapped in only after the commit.
+/// Everything that can be checked without the target is checked first (the whole archive
+/// with its audit chain and, with `opts.key`, its MAC; schema version, personal-data key);
+/// then the target must be empty unless `opts.replace`. The rows load in one transaction, so
+/// a failure leaves the target as it was; the files are swapped in only after the commit.
 pub async fn restore(
     url: &DatabaseUrl,
     data_dir: &Path,
@@ -476,21 +683,22 @@ pub async fn restore(
 ) -> anyhow::Result<Restored> {
     let loc = Location::parse(location)?;
     let identity = opts.identity.clone();
+    let key = opts.key.clone();
     let scratch = files_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".ferum-restore-")
+    // The archive's tables are unpacked here in clear text: owner only.
+    let staging = owner_only(tempfile::Builder::new().prefix(".ferum-restore-"), 0o700)
         .tempdir_in(&scratch)
         .with_context(|| format!("cannot create a temporary folder in {}", scratch.display()))?;
     let dir = staging.path().to_path_buf();
     tracing::info!(archive = %location, "restore: reading and checking the archive");
     let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (input, size) = loc.open()?;
-        archive::read(input, size, identity.as_deref(), Some(&dir))
+        archive::read_keyed(input, size, identity.as_deref(), key.as_ref(), Some(&dir))
     })
     .await??;
     let manifest = opened.manifest;
@@ -749,7 +957,8 @@ pub async fn run_backup(
     match command {
         Some(BackupCommand::Verify { archive, identity }) => {
             let identity = identity.or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from));
-            let v = verify(&archive, identity.as_deref()).await?;
+            let key = key_from_env()?;
+            let v = verify(&archive, identity.as_deref(), key.as_ref()).await?;
             for line in v.describe(&archive) {
                 println!("{line}");
             }
@@ -796,6 +1005,7 @@ pub async fn run_restore(config: &Config, args: RestoreArgs) -> anyhow::Result<(
         identity: args
             .identity
             .or_else(|| var("FERUM_BACKUP_AGE_IDENTITY").map(PathBuf::from)),
+        key: key_from_env()?,
     };
     let r = restore(
         &config.database_url,

@@ -13,30 +13,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A populated site: records of every kind and a files folder.
-struct Site {
-    w: World,
+pub(crate) struct Site {
+    pub(crate) w: World,
     client: TestUser,
     request: i64,
     report: i64,
     /// Data folder (`data.key`), stored files in `files/` and backups in `backups/`.
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Site {
-    fn files(&self) -> PathBuf {
+    pub(crate) fn files(&self) -> PathBuf {
         self.dir.path().join("files")
     }
 
-    fn backups(&self) -> PathBuf {
+    pub(crate) fn backups(&self) -> PathBuf {
         self.dir.path().join("backups")
     }
 
-    fn config(&self) -> BackupConfig {
+    pub(crate) fn config(&self) -> BackupConfig {
         BackupConfig {
             target: Target::Local(self.backups()),
             at: None,
             recipient: None,
             identity: None,
+            key: None,
             data_dir: self.dir.path().to_path_buf(),
             files_dir: self.files(),
             retention: Retention::default(),
@@ -57,7 +58,7 @@ fn binary_file() -> Vec<u8> {
     v
 }
 
-async fn populate(app: &TestApp) -> Site {
+pub(crate) async fn populate(app: &TestApp) -> Site {
     let w = app.world().await;
     let started = app.started_request(&w).await;
     let request = started["id"].as_i64().unwrap();
@@ -145,7 +146,7 @@ async fn answers(app: &TestApp, token: &str, paths: &[String]) -> Vec<(String, V
 }
 
 /// Relative path → contents of every file below `dir`.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         let Ok(rd) = std::fs::read_dir(d) else { return };
         for e in rd {
@@ -166,7 +167,7 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Rows per table of a database, straight from its catalogue.
-async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
+pub(crate) async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
     let mut conn = app.db.pool().acquire().await.unwrap();
     let tables = backup::dump::catalogue(&mut conn, app.db.backend())
         .await
@@ -182,7 +183,7 @@ async fn table_counts(app: &TestApp) -> BTreeMap<String, i64> {
     out
 }
 
-async fn restore(
+pub(crate) async fn restore(
     archive: &str,
     url: &ferum::store::DatabaseUrl,
     data_dir: &Path,
@@ -274,7 +275,7 @@ both! {
         assert_eq!(report.manifest.tables["service_requests"], 2);
         assert!(report.manifest.tables.contains_key("schema_migrations"));
         assert!(!report.manifest.encrypted && !report.manifest.includes_key());
-        assert_eq!(backup::last_success(&app.db).await, Some(start_time()));
+        assert_eq!(backup::last_success(&app.db).await.unwrap(), Some(start_time()));
         // Backing up changed nothing the API shows.
         assert_eq!(admin_answers(&app, &site).await, admin_before);
 
@@ -332,7 +333,7 @@ both! {
             w.append_file(&part.path, &unpacked.path().join(&part.path)).unwrap();
         }
         w.finish(opened.manifest.clone()).unwrap();
-        backup::verify(&orphan.display().to_string(), None).await.unwrap();
+        backup::verify(&orphan.display().to_string(), None, None).await.unwrap();
         // A data folder whose key is another site's.
         let wrong_key_dir = tempfile::tempdir().unwrap();
         std::fs::write(wrong_key_dir.path().join("data.key"), ferum::crypto::DataKeys::generate().to_config_string()).unwrap();
@@ -345,12 +346,12 @@ both! {
             "archive schema 9999 is newer than this ferum ({})",
             ferum::store::migrate::latest_version()
         );
-        let replace = RestoreOptions { replace: true, identity: None };
+        let replace = RestoreOptions { replace: true, identity: None, key: None };
         let cases: Vec<(&str, String, RestoreOptions, &Path, &str)> = vec![
             ("truncated", truncated.display().to_string(), replace.clone(), site.dir.path(), "the archive is damaged"),
             ("flipped byte", flipped.display().to_string(), replace.clone(), site.dir.path(), "the archive is damaged"),
             ("no identity", foreign.clone(), replace.clone(), site.dir.path(), "--identity"),
-            ("wrong identity", foreign.clone(), RestoreOptions { replace: true, identity: Some(my_identity.clone()) }, site.dir.path(), "cannot decrypt: the identity does not match this archive's recipient"),
+            ("wrong identity", foreign.clone(), RestoreOptions { replace: true, identity: Some(my_identity.clone()), key: None }, site.dir.path(), "cannot decrypt: the identity does not match this archive's recipient"),
             ("newer schema", newer.clone(), replace.clone(), site.dir.path(), &newer_message),
             ("wrong data key", good.clone(), replace.clone(), wrong_key_dir.path(), "the personal-data key here does not match the archive's; set FERUM_DATA_KEY to the key of the site the backup came from"),
             ("rows that break a foreign key", orphan.display().to_string(), replace.clone(), site.dir.path(), "the restore failed and was rolled back"),
@@ -367,12 +368,12 @@ both! {
             assert_eq!(folder, folder_before, "{what} left something behind");
         }
         // verify refuses the same archives and accepts the good one.
-        backup::verify(&good, None).await.unwrap();
+        backup::verify(&good, None, None).await.unwrap();
         for bad in [&truncated, &flipped] {
-            let e = backup::verify(&bad.display().to_string(), None).await.unwrap_err().to_string();
+            let e = backup::verify(&bad.display().to_string(), None, None).await.unwrap_err().to_string();
             assert!(e.contains("damaged"), "{e}");
         }
-        let e = backup::verify(&newer, None).await.unwrap_err().to_string();
+        let e = backup::verify(&newer, None, None).await.unwrap_err().to_string();
         assert!(e.contains("is newer than this ferum"), "{e}");
     }
 
@@ -391,7 +392,7 @@ both! {
         assert!(err.contains("is not empty") && err.contains("customers: 3") && err.contains("--replace would overwrite it"), "{err}");
         assert!(!empty_files.exists());
         // --replace puts back the state of the backup, database and files.
-        let r = restore(&archive, &app.url, site.dir.path(), &site.files(), &RestoreOptions { replace: true, identity: None }).await.unwrap();
+        let r = restore(&archive, &app.url, site.dir.path(), &site.files(), &RestoreOptions { replace: true, identity: None, key: None }).await.unwrap();
         assert_eq!(r.manifest.tables["customers"], 2);
         assert!(!site.files().join("later.txt").exists());
         assert_eq!(tree(&site.files()).len(), 4);
@@ -416,11 +417,11 @@ both! {
         assert!(raw.starts_with(b"age-encryption.org/v1"));
         let identity = site.dir.path().join("backup-identity.txt");
         std::fs::write(&identity, format!("# created for the test\n\n{}\n", secret(&id))).unwrap();
-        let v = backup::verify(&report.location, Some(&identity)).await.unwrap();
+        let v = backup::verify(&report.location, Some(&identity), None).await.unwrap();
         assert!(v.encrypted);
         // A new machine with no key at all: the archive's key is used and kept.
         let target = EmptyTarget::like(&app.url).await;
-        let opts = RestoreOptions { replace: false, identity: Some(identity) };
+        let opts = RestoreOptions { replace: false, identity: Some(identity), key: None };
         let r = restore(&report.location, &target.url, &target.data_dir(), &target.files_dir(), &opts).await.unwrap();
         let key_file = r.key_written.clone().expect("the archive's key is written");
         assert_eq!(key_file, target.dir.path().join("data.key"));
@@ -488,13 +489,13 @@ both! {
 }
 
 /// The secret key line of an identity, as an identity file holds it.
-fn secret(id: &age::x25519::Identity) -> String {
+pub(crate) fn secret(id: &age::x25519::Identity) -> String {
     use age::secrecy::ExposeSecret;
     id.to_string().expose_secret().to_owned()
 }
 
 /// The `ferum` binary with its environment pointed at one site.
-fn ferum(
+pub(crate) fn ferum(
     url: &ferum::store::DatabaseUrl,
     data_dir: &Path,
     data_key: &str,
@@ -510,6 +511,7 @@ fn ferum(
         .env_remove("FERUM_BACKUP_TARGET")
         .env_remove("FERUM_BACKUP_AGE_RECIPIENT")
         .env_remove("FERUM_BACKUP_AGE_IDENTITY")
+        .env_remove("FERUM_BACKUP_KEY")
         .env_remove("FERUM_BACKUP_AT")
         .stdin(Stdio::null());
     c
@@ -985,7 +987,8 @@ both! {
                 .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
                 .unwrap_or_default();
             archives.retain(|n: &String| n.ends_with(".tar.gz"));
-            if !archives.is_empty() {
+            // The time is recorded just after the archive is in place (and retention ran).
+            if !archives.is_empty() && backup::last_success(&app.db).await.unwrap().is_some() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -993,7 +996,7 @@ both! {
         task.abort();
         assert_eq!(archives, vec!["ferum-20260302T090059Z.tar.gz".to_owned()]);
         assert_eq!(
-            backup::last_success(&app.db).await,
+            backup::last_success(&app.db).await.unwrap(),
             Some(app.clock.now())
         );
         // Without a time there is no schedule.

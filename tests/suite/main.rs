@@ -7,6 +7,7 @@ mod access;
 mod audit_pii;
 mod auth;
 mod backup;
+mod backup_hardening;
 mod bad_input;
 mod catalog;
 mod catalog_pages;
