@@ -91,7 +91,7 @@ mkdir -p "$SHOTS"
 status=0
 FERUM_URL=$BASE FERUM_ADMIN_EMAIL=$ADMIN_EMAIL FERUM_ADMIN_PASSWORD=$ADMIN_PASSWORD \
     FERUM_E2E_CHROMIUM=$CHROMIUM FERUM_SCREENSHOTS_DIR=$SHOTS \
-    timeout 1200 node --test --test-reporter=spec --test-timeout=120000 "$@" e2e/tests/*.test.mjs ||
+    timeout 1200 node --test --test-reporter=spec --test-timeout=300000 "$@" e2e/tests/*.test.mjs ||
     status=$?
 if [ "$status" != 0 ]; then
     echo "error: end-to-end tests failed (exit $status); the last lines of ferum's log:" >&2

@@ -459,10 +459,10 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Option<DataKeys>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the data key file is readable by other users; chmod 600 it");
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the data key file is readable by other users; chmod 600 it");
         }
     }
     let keys = DataKeys::parse(&text).with_context(|| {

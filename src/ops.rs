@@ -307,12 +307,12 @@ async fn database(config: &Config) -> Vec<Finding> {
         out.push(last_backup(&db).await);
     }
     let env_key = std::env::var("FERUM_DATA_KEY").ok();
-    if let Ok(Some(keys)) = crate::crypto::DataKeys::load(&config.data_dir, env_key.as_deref()) {
-        if ready {
-            match crate::store::pii::verify_key(&db, &keys).await {
-                Ok(_) => out.push(ok("data key", "decrypts this database's personal data")),
-                Err(e) => out.push(fail("data key", format!("{e:#}"))),
-            }
+    if let Ok(Some(keys)) = crate::crypto::DataKeys::load(&config.data_dir, env_key.as_deref())
+        && ready
+    {
+        match crate::store::pii::verify_key(&db, &keys).await {
+            Ok(_) => out.push(ok("data key", "decrypts this database's personal data")),
+            Err(e) => out.push(fail("data key", format!("{e:#}"))),
         }
     }
     db.close().await;

@@ -881,23 +881,23 @@ fn plan_request(i: usize, total: usize, customers: usize, now: DateTime<Utc>) ->
         format!("{subject}. {note}")
     };
     let assigned = match status {
-        Status::Open => (h >> 32) % 2 == 0,
-        Status::Cancelled => (h >> 32) % 3 == 0,
+        Status::Open => (h >> 32).is_multiple_of(2),
+        Status::Cancelled => (h >> 32).is_multiple_of(3),
         _ => true,
     };
     let engineer = assigned.then(|| {
-        if (h >> 40) % 5 == 0 {
+        if (h >> 40).is_multiple_of(5) {
             (home_engineer(customer) + 1 + ((h >> 44) as usize % (ENGINEERS - 1))) % ENGINEERS
         } else {
             home_engineer(customer)
         }
     });
     let planned = (kind == RequestType::Maintenance
-        && (source == Source::Schedule || (h >> 48) % 4 == 0))
-        .then(|| {
-            let start = created_at + Duration::days(1 + (h >> 50) as i64 % 5);
-            (start, start + Duration::hours(4))
-        });
+        && (source == Source::Schedule || (h >> 48).is_multiple_of(4)))
+    .then(|| {
+        let start = created_at + Duration::days(1 + (h >> 50) as i64 % 5);
+        (start, start + Duration::hours(4))
+    });
     let start_delay = match kind {
         RequestType::Maintenance => Duration::minutes(30 + (h >> 52) as i64 % (24 * 60)),
         RequestType::Emergency => Duration::minutes(10 + (h >> 52) as i64 % 90),

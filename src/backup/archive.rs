@@ -88,7 +88,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -384,14 +384,12 @@ fn entry_place(path: &str) -> anyhow::Result<()> {
     if let Some(name) = path
         .strip_prefix("tables/")
         .and_then(|p| p.strip_suffix(".jsonl"))
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
-        if !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Ok(());
-        }
+        return Ok(());
     }
     if let Some(rel) = path.strip_prefix("files/") {
         let p = Path::new(rel);

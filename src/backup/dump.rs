@@ -467,12 +467,12 @@ async fn load_table(
             batch.clear();
         }
     }
-    if let Some(cols) = &columns {
-        if !batch.is_empty() {
-            insert(tx, table, cols, &batch).await?;
-            n += batch.len() as u64;
-            progress.inc(batch.len() as u64);
-        }
+    if let Some(cols) = &columns
+        && !batch.is_empty()
+    {
+        insert(tx, table, cols, &batch).await?;
+        n += batch.len() as u64;
+        progress.inc(batch.len() as u64);
     }
     Ok(n)
 }

@@ -147,10 +147,10 @@ pub fn leftovers(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for e in entries {
         let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
-        if let Some(name) = e.file_name().to_str() {
-            if is_leftover(name) {
-                names.push(name.to_owned());
-            }
+        if let Some(name) = e.file_name().to_str()
+            && is_leftover(name)
+        {
+            names.push(name.to_owned());
         }
     }
     names.sort();
@@ -162,10 +162,6 @@ pub fn running_in(dir: &Path) -> bool {
     let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
         return false;
     };
-    #[expect(
-        clippy::incompatible_msrv,
-        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
-    )]
     let held = matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock));
     held
 }
@@ -184,10 +180,6 @@ fn lock_folder(dir: &Path) -> anyhow::Result<std::fs::File> {
     let f = opts
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    #[expect(
-        clippy::incompatible_msrv,
-        reason = "File::try_lock is Rust 1.89; the crate already needs 1.88 (let chains) and is built with 1.95"
-    )]
     let locked = f.try_lock();
     match locked {
         Ok(()) => Ok(f),
@@ -973,13 +965,13 @@ pub async fn run_backup(
             if let Some(r) = &args.encrypt_to {
                 cfg.recipient = Some(parse_recipient(r, "--encrypt-to")?);
             }
-            if let Some(path) = config.database_url.sqlite_path() {
-                if !path.exists() {
-                    bail!(
-                        "there is no database at {}: nothing to back up",
-                        path.display()
-                    );
-                }
+            if let Some(path) = config.database_url.sqlite_path()
+                && !path.exists()
+            {
+                bail!(
+                    "there is no database at {}: nothing to back up",
+                    path.display()
+                );
             }
             let db = Db::connect(&config.database_url, 2).await?;
             let report = backup(&db, &cfg, crate::clock::system_now()).await;

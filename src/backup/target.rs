@@ -184,10 +184,10 @@ impl S3Place {
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&body)
                 .map_err(|e| anyhow::anyhow!("unreadable S3 listing: {e}"))?;
             for o in page.contents {
-                if let Some(name) = o.key.strip_prefix(&self.prefix) {
-                    if !name.contains('/') {
-                        names.push(name.to_owned());
-                    }
+                if let Some(name) = o.key.strip_prefix(&self.prefix)
+                    && !name.contains('/')
+                {
+                    names.push(name.to_owned());
                 }
             }
             match page.next_continuation_token {
@@ -303,10 +303,10 @@ impl Target {
                     .with_context(|| format!("cannot list {}", dir.display()))?
                 {
                     let e = e?;
-                    if e.file_type()?.is_file() {
-                        if let Some(n) = e.file_name().to_str() {
-                            names.push(n.to_owned());
-                        }
+                    if e.file_type()?.is_file()
+                        && let Some(n) = e.file_name().to_str()
+                    {
+                        names.push(n.to_owned());
                     }
                 }
                 names.sort();

@@ -263,7 +263,7 @@ impl Money {
         let roubles = (abs / 100).to_string();
         let mut grouped = String::new();
         for (i, c) in roubles.chars().enumerate() {
-            if i > 0 && (roubles.len() - i) % 3 == 0 {
+            if i > 0 && (roubles.len() - i).is_multiple_of(3) {
                 grouped.push(group);
             }
             grouped.push(c);

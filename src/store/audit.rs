@@ -286,11 +286,11 @@ fn scrubbed(
     let mut changed = false;
     let mut one = |text: Option<&str>| -> Option<String> {
         let text = text?;
-        if let Ok(mut v) = serde_json::from_str::<Value>(text) {
-            if super::pii::scrub(keys, entity, &mut v) {
-                changed = true;
-                return Some(v.to_string());
-            }
+        if let Ok(mut v) = serde_json::from_str::<Value>(text)
+            && super::pii::scrub(keys, entity, &mut v)
+        {
+            changed = true;
+            return Some(v.to_string());
         }
         Some(text.to_owned())
     };

@@ -62,15 +62,15 @@ pub fn scrub(keys: &DataKeys, entity: &str, snapshot: &mut Value) -> bool {
     };
     let mut changed = false;
     for (field, purpose) in audited(entity) {
-        if let Some(v) = map.get_mut(field) {
-            if !harmless(v) {
-                let clear = match &mut *v {
-                    Value::String(s) => std::mem::take(s),
-                    other => other.to_string(),
-                };
-                *v = Value::String(keys.audit_fingerprint(&purpose, &clear));
-                changed = true;
-            }
+        if let Some(v) = map.get_mut(field)
+            && !harmless(v)
+        {
+            let clear = match &mut *v {
+                Value::String(s) => std::mem::take(s),
+                other => other.to_string(),
+            };
+            *v = Value::String(keys.audit_fingerprint(&purpose, &clear));
+            changed = true;
         }
     }
     changed

@@ -440,10 +440,10 @@ async fn links(
         return Err(not_found("customer_id", "customer"));
     }
     let customer = own.or(customer);
-    if let Some(c) = customer {
-        if super::count_where(tx, "customers", "id", c.0).await? == 0 {
-            return Err(not_found("customer_id", "customer"));
-        }
+    if let Some(c) = customer
+        && super::count_where(tx, "customers", "id", c.0).await? == 0
+    {
+        return Err(not_found("customer_id", "customer"));
     }
     let project = match project {
         Some(p) => match super::projects::customer_of(tx, p).await? {

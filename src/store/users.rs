@@ -176,10 +176,10 @@ pub async fn insert(
     now: DateTime<Utc>,
 ) -> Result<UserRow> {
     let phone = super::pii::encrypt(keys, "users", "phone", &u.phone);
-    if let Some(c) = u.customer_id {
-        if super::count_where(tx, "customers", "id", c.0).await? == 0 {
-            return Err(Error::field("customer_id", "not_found", "no such customer"));
-        }
+    if let Some(c) = u.customer_id
+        && super::count_where(tx, "customers", "id", c.0).await? == 0
+    {
+        return Err(Error::field("customer_id", "not_found", "no such customer"));
     }
     let mut q = Q::new(
         "INSERT INTO users (email, name, phone, phone_idx, roles, customer_id, enabled, password_hash, created_at, updated_at, created_by) VALUES (",

@@ -79,10 +79,10 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Parses JSON, naming the offending field on failure. Text with control characters (NUL and
 /// the like, see `domain::text`) is refused naming its field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-        if let Some(path) = control_in(&value, String::new()) {
-            return Err(control_error(path));
-        }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(path) = control_in(&value, String::new())
+    {
+        return Err(control_error(path));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {

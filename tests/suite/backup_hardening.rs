@@ -236,10 +236,10 @@ fn tamper(
 
 /// Rows held by the target database (none if it was never created).
 async fn target_rows(target: &EmptyTarget) -> Vec<(String, i64)> {
-    if let Some(p) = target.url.sqlite_path() {
-        if !p.exists() {
-            return Vec::new();
-        }
+    if let Some(p) = target.url.sqlite_path()
+        && !p.exists()
+    {
+        return Vec::new();
     }
     let db = ferum::store::Db::connect(&target.url, 1).await.unwrap();
     let held = backup::dump::rows_held(&db).await.unwrap();
