@@ -141,6 +141,22 @@ struct ChainRow {
     hash: String,
 }
 
+impl ChainRow {
+    /// What the entry's hash covers.
+    fn content(&self) -> EntryContent<'_> {
+        EntryContent {
+            at: &self.at,
+            user_id: self.user_id,
+            ip: &self.ip,
+            action: &self.action,
+            entity: &self.entity,
+            entity_id: self.entity_id,
+            before_json: self.before_json.as_deref(),
+            after_json: self.after_json.as_deref(),
+        }
+    }
+}
+
 /// Walks the whole chain in id order. `Ok(n)` is the number of intact entries; `Err` names
 /// the first broken one.
 pub async fn verify(db: &Db) -> Result<std::result::Result<i64, Break>> {
@@ -159,23 +175,8 @@ pub async fn verify(db: &Db) -> Result<std::result::Result<i64, Break>> {
         }
         let walked = check(
             &prev,
-            rows.iter().map(|r| {
-                (
-                    r.id,
-                    r.prev_hash.as_str(),
-                    r.hash.as_str(),
-                    EntryContent {
-                        at: &r.at,
-                        user_id: r.user_id,
-                        ip: &r.ip,
-                        action: &r.action,
-                        entity: &r.entity,
-                        entity_id: r.entity_id,
-                        before_json: r.before_json.as_deref(),
-                        after_json: r.after_json.as_deref(),
-                    },
-                )
-            }),
+            rows.iter()
+                .map(|r| (r.id, r.prev_hash.as_str(), r.hash.as_str(), r.content())),
         );
         match walked {
             Ok(h) => prev = h,
@@ -377,16 +378,7 @@ pub async fn scrub_personal_data(
         let Some(last) = rows.last() else { break };
         after_id = last.id;
         for r in rows {
-            let old = EntryContent {
-                at: &r.at,
-                user_id: r.user_id,
-                ip: &r.ip,
-                action: &r.action,
-                entity: &r.entity,
-                entity_id: r.entity_id,
-                before_json: r.before_json.as_deref(),
-                after_json: r.after_json.as_deref(),
-            };
+            let old = r.content();
             if r.prev_hash != old_prev || entry_hash(&old_prev, &old) != r.hash {
                 return Err(fail(format!(
                     "the audit chain is broken at entry {} (see `ferum audit verify`); personal \

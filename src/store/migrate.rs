@@ -220,12 +220,7 @@ pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
         apply_patch(p.name, &mut tx)
             .await
             .with_context(|| format!("data patch {} failed", p.name))?;
-        let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
-        q.bind(p.name.to_owned())
-            .push(", ")
-            .bind(super::db_ts(now))
-            .push(")");
-        q.execute(&mut *tx).await?;
+        record_patch(&mut tx, p.name, now).await?;
         tx.commit().await?;
         report.patched.push(p.name.to_owned());
     }
@@ -235,6 +230,17 @@ pub async fn run(db: &Db, now: DateTime<Utc>) -> anyhow::Result<Report> {
             .extend(run_keyed_patches(db, keys, now).await?);
     }
     Ok(report)
+}
+
+/// Marks a data patch applied, inside the transaction that applied it.
+async fn record_patch(tx: &mut super::Tx, name: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
+    q.bind(name.to_owned())
+        .push(", ")
+        .bind(super::db_ts(now))
+        .push(")");
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Applies the pending data patches that need the personal-data keys ([`KEYED_PATCHES`]),
@@ -257,12 +263,7 @@ pub async fn run_keyed_patches(
         apply_keyed_patch(p.name, &mut tx, keys, now)
             .await
             .with_context(|| format!("data patch {} failed", p.name))?;
-        let mut q = Q::new("INSERT INTO data_patches (name, applied_at) VALUES (");
-        q.bind(p.name.to_owned())
-            .push(", ")
-            .bind(super::db_ts(now))
-            .push(")");
-        q.execute(&mut *tx).await?;
+        record_patch(&mut tx, p.name, now).await?;
         tx.commit().await?;
         tracing::info!(patch = p.name, "applied data patch");
         patched.push(p.name.to_owned());
