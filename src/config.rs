@@ -38,6 +38,29 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     /// Slow-client timeouts, the connection cap and the shutdown grace period.
     pub server: crate::web::server::ServerLimits,
+    /// Outbound e-mail (`FERUM_SMTP_*`, `FERUM_MAIL_FROM`) and Telegram (`FERUM_TELEGRAM_*`).
+    pub notify: crate::notify::NotifyConfig,
+}
+
+/// A setting that must stay out of logs and messages: `Debug` shows `***`, and there is no
+/// `Display`. Read it with [`Secret::expose`] only where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -81,6 +104,9 @@ impl Config {
         if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             bail!("FERUM_METRICS_TOKEN must be at least 16 characters");
         }
+        let public_host = var("FERUM_PUBLIC_URL")
+            .and_then(|u| url::Url::parse(u.trim()).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
         Ok(Config {
             database_url,
             files_dir: var("FERUM_FILES_DIR")
@@ -118,6 +144,7 @@ impl Config {
             public_url: var("FERUM_PUBLIC_URL"),
             limits: limits_from_env()?,
             server: server_from_env()?,
+            notify: notify_from_env(public_host.as_deref())?,
             redis_url: var("REDIS_URL"),
             security: crate::web::Security {
                 mfa_roles: match var("FERUM_MFA_ROLES") {
@@ -206,6 +233,48 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
+}
+
+fn notify_from_env(public_host: Option<&str>) -> anyhow::Result<crate::notify::NotifyConfig> {
+    use crate::notify::{mail, telegram};
+    let seconds = |name: &str, default: u64| -> anyhow::Result<std::time::Duration> {
+        let s: u64 = number(name, default)?;
+        if s == 0 || s > 600 {
+            bail!("{name} must be between 1 and 600 seconds, got {s}");
+        }
+        Ok(std::time::Duration::from_secs(s))
+    };
+    let smtp = match var("FERUM_SMTP_URL") {
+        None => None,
+        Some(url) => Some(mail::SmtpConfig {
+            server: mail::SmtpServer::parse(url.trim()).context("FERUM_SMTP_URL")?,
+            from: mail::parse_from(
+                &var("FERUM_MAIL_FROM")
+                    .context("FERUM_MAIL_FROM must be set when FERUM_SMTP_URL is")?,
+            )
+            .context("FERUM_MAIL_FROM")?,
+            timeout: seconds("FERUM_SMTP_TIMEOUT_SECS", mail::DEFAULT_TIMEOUT.as_secs())?,
+            hello_name: public_host.map(str::to_owned),
+        }),
+    };
+    let telegram = match var("FERUM_TELEGRAM_BOT_TOKEN") {
+        None => None,
+        Some(token) => Some(telegram::TelegramConfig {
+            token: telegram::parse_token(token.trim()).context("FERUM_TELEGRAM_BOT_TOKEN")?,
+            api_url: telegram::parse_api_url(
+                var("FERUM_TELEGRAM_API_URL")
+                    .as_deref()
+                    .unwrap_or(telegram::DEFAULT_API_URL)
+                    .trim(),
+            )
+            .context("FERUM_TELEGRAM_API_URL")?,
+            timeout: seconds(
+                "FERUM_TELEGRAM_TIMEOUT_SECS",
+                telegram::DEFAULT_TIMEOUT.as_secs(),
+            )?,
+        }),
+    };
+    Ok(crate::notify::NotifyConfig { smtp, telegram })
 }
 
 fn server_from_env() -> anyhow::Result<crate::web::server::ServerLimits> {
