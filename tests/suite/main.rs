@@ -1,6 +1,7 @@
 //! The integration suite: store and HTTP tests on SQLite, and on PostgreSQL when
 //! `FERUM_TEST_POSTGRES_URL` is set. One binary, on purpose.
 
+mod fakes;
 mod support;
 
 mod access;
@@ -16,6 +17,7 @@ mod hangups;
 mod hostile;
 mod input_limits;
 mod migrations;
+mod notify;
 mod ops;
 mod pages;
 mod reports;
