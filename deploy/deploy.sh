@@ -106,12 +106,12 @@ record() {
 restore_previous() {
     local reason=$1
     log "$reason; rolling back to $ROLLBACK_IMAGE with the backup $ARCHIVE"
-    dc "$ROLLBACK_IMAGE" stop app || true
+    dc "$ROLLBACK_IMAGE" stop app worker || true
     log "restoring $ARCHIVE"
     dc "$ROLLBACK_IMAGE" run --rm -T app restore --replace "$ARCHIVE" ||
         fail 3 "$reason, and restoring $ARCHIVE failed too; the app is stopped. Restore by hand (DEPLOY.md, Rollback)."
     log "starting the previous image"
-    dc "$ROLLBACK_IMAGE" up -d --no-build app ||
+    dc "$ROLLBACK_IMAGE" up -d --no-build app worker ||
         fail 3 "$reason, and the previous image did not start; the data is restored. See docker compose logs app."
     wait_ready "$ROLLBACK_IMAGE" ||
         fail 3 "$reason, and the previous image is not ready either; the data is restored. See docker compose logs app."
@@ -162,10 +162,10 @@ deploy() {
 
     if [ -n "$PREVIOUS" ]; then
         log "stopping the app"
-        dc "$ROLLBACK_IMAGE" stop app || fail 1 "cannot stop the app; nothing was changed"
+        dc "$ROLLBACK_IMAGE" stop app worker || fail 1 "cannot stop the app; nothing was changed"
         if ! backup "$ROLLBACK_IMAGE"; then
             log "the backup failed; starting the previous version again"
-            if ! dc "$ROLLBACK_IMAGE" up -d --no-build app || ! wait_ready "$ROLLBACK_IMAGE"; then
+            if ! dc "$ROLLBACK_IMAGE" up -d --no-build app worker || ! wait_ready "$ROLLBACK_IMAGE"; then
                 fail 3 "the backup failed, and the previous version did not start again"
             fi
             fail 1 "the backup failed; nothing was changed and the previous version runs again"
@@ -179,7 +179,7 @@ deploy() {
         failure="the migration failed"
     else
         log "starting $IMAGE"
-        if ! dc "$IMAGE" up -d --no-build app; then
+        if ! dc "$IMAGE" up -d --no-build app worker; then
             failure="$IMAGE did not start"
         elif ! wait_ready "$IMAGE"; then
             failure="$IMAGE did not become ready"
@@ -187,7 +187,7 @@ deploy() {
     fi
     if [ -n "$failure" ]; then
         if [ -z "$PREVIOUS" ]; then
-            dc "$IMAGE" stop app || true
+            dc "$IMAGE" stop app worker || true
             record "first deployment of $IMAGE failed ($failure)"
             fail 1 "$failure; this was the first deployment, so there is nothing to roll back to. The app is stopped; see docker compose logs app."
         fi

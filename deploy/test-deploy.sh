@@ -31,7 +31,7 @@ if [ "${1:-}" = compose ]; then
     shift 5
     case "$*" in
         "ps -a -q app") [ -n "${FAKE_FIRST:-}" ] || echo c0ffee ;;
-        "stop app") ;;
+        "stop app worker") ;;
         "run --rm -T app backup")
             fails backup && exit 1
             echo "backing up the database and 12 files"
@@ -41,7 +41,7 @@ if [ "${1:-}" = compose ]; then
             if fails migrate && [ "$FERUM_IMAGE" = "$FAKE_NEW" ]; then exit 1; fi
             echo "2 migrations applied" ;;
         "run --rm -T app restore --replace $FAKE_ARCHIVE") fails restore && exit 1; echo restored ;;
-        "up -d --no-build app") echo "$FERUM_IMAGE" >"$FAKE_STATE/running" ;;
+        "up -d --no-build app worker") echo "$FERUM_IMAGE" >"$FAKE_STATE/running" ;;
         "exec -T app ferum healthcheck")
             running=$(cat "$FAKE_STATE/running" 2>/dev/null || echo previous)
             if fails healthcheck && [ "$running" = "$FAKE_NEW" ]; then exit 1; fi ;;
@@ -130,11 +130,11 @@ $NEW|$C ps -a -q app
 |inspect --format {{.Image}} c0ffee
 |image tag sha256:0ld $R
 |pull $NEW
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app backup
 $R|$C run --rm -T app backup verify $ARCHIVE
 $NEW|$C run --rm -T app migrate
-$NEW|$C up -d --no-build app
+$NEW|$C up -d --no-build app worker
 $NEW|$C exec -T app ferum healthcheck
 EOF
 
@@ -145,13 +145,13 @@ $NEW|$C ps -a -q app
 |inspect --format {{.Image}} c0ffee
 |image tag sha256:0ld $R
 |pull $NEW
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app backup
 $R|$C run --rm -T app backup verify $ARCHIVE
 $NEW|$C run --rm -T app migrate
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app restore --replace $ARCHIVE
-$R|$C up -d --no-build app
+$R|$C up -d --no-build app worker
 $R|$C exec -T app ferum healthcheck
 EOF
 
@@ -162,17 +162,17 @@ $NEW|$C ps -a -q app
 |inspect --format {{.Image}} c0ffee
 |image tag sha256:0ld $R
 |pull $NEW
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app backup
 $R|$C run --rm -T app backup verify $ARCHIVE
 $NEW|$C run --rm -T app migrate
-$NEW|$C up -d --no-build app
+$NEW|$C up -d --no-build app worker
 $NEW|$C exec -T app ferum healthcheck
 $NEW|$C exec -T app ferum healthcheck
 $NEW|$C exec -T app ferum healthcheck
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app restore --replace $ARCHIVE
-$R|$C up -d --no-build app
+$R|$C up -d --no-build app worker
 $R|$C exec -T app ferum healthcheck
 EOF
 
@@ -183,11 +183,11 @@ $NEW|$C ps -a -q app
 |inspect --format {{.Image}} c0ffee
 |image tag sha256:0ld $R
 |pull $NEW
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app backup
 $R|$C run --rm -T app backup verify $ARCHIVE
 $NEW|$C run --rm -T app migrate
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app restore --replace $ARCHIVE
 EOF
 
@@ -207,9 +207,9 @@ $NEW|$C ps -a -q app
 |inspect --format {{.Image}} c0ffee
 |image tag sha256:0ld $R
 |pull $NEW
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app backup
-$R|$C up -d --no-build app
+$R|$C up -d --no-build app worker
 $R|$C exec -T app ferum healthcheck
 EOF
 
@@ -219,7 +219,7 @@ run_deploy 0 FAKE_FIRST=1 -- "$NEW" && expect_calls <<EOF && expect_output "firs
 $NEW|$C ps -a -q app
 |pull $NEW
 $NEW|$C run --rm -T app migrate
-$NEW|$C up -d --no-build app
+$NEW|$C up -d --no-build app worker
 $NEW|$C exec -T app ferum healthcheck
 EOF
 
@@ -230,7 +230,7 @@ run_deploy 0 FAKE_FIRST=1 -- --project ferum-staging --env-file .env.staging "$N
 $NEW|compose --project-name ferum-staging --env-file .env.staging ps -a -q app
 |pull $NEW
 $NEW|compose --project-name ferum-staging --env-file .env.staging run --rm -T app migrate
-$NEW|compose --project-name ferum-staging --env-file .env.staging up -d --no-build app
+$NEW|compose --project-name ferum-staging --env-file .env.staging up -d --no-build app worker
 $NEW|compose --project-name ferum-staging --env-file .env.staging exec -T app ferum healthcheck
 EOF
 
@@ -239,9 +239,9 @@ new_case rollback
 run_deploy 0 -- "$NEW" && : >"$CASE/calls" && run_deploy 0 -- --rollback && expect_calls <<EOF && expect_file .env "$(printf 'POSTGRES_PASSWORD=x\nFERUM_IMAGE=%s' "$R")" && expect_output "rolled back" && ok
 |image inspect $R
 $R|$C exec -T app ferum backup
-$R|$C stop app
+$R|$C stop app worker
 $R|$C run --rm -T app restore --replace $ARCHIVE
-$R|$C up -d --no-build app
+$R|$C up -d --no-build app worker
 $R|$C exec -T app ferum healthcheck
 EOF
 

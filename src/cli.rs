@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Deliver queued events (notifications by e-mail and Telegram) until stopped. `serve`
+    /// runs one inside itself unless `FERUM_WORKER=off`.
+    Worker,
     /// Fill an empty, migrated database with benchmark data (see BENCHMARKS.md).
     #[command(hide = true)]
     BenchSeed {
@@ -136,6 +139,7 @@ async fn run_with(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Check | Command::Healthcheck { .. } => unreachable!("handled by run"),
         Command::Serve { bind } => serve(&config, &bind).await,
+        Command::Worker => worker(&config).await,
         Command::Site {
             command: SiteCommand::Init,
         } => site_init(&config).await,
@@ -422,7 +426,21 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
         "Ferum is listening on http://{addr} (database: {})",
         config.database_url
     );
-    crate::web::server::serve(listener, app, config.server, shutdown()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = if config.worker.enabled {
+        Some(tokio::spawn(new_worker(config, db.clone())?.run(stopped)))
+    } else {
+        None
+    };
+    let signalled = async move {
+        shutdown().await;
+        let _ = stop.send(true);
+    };
+    crate::web::server::serve(listener, app, config.server, signalled).await?;
+    if let Some(w) = worker {
+        // The worker finishes the message in hand; a stuck send does not hold the exit.
+        let _ = tokio::time::timeout(config.server.shutdown_grace, w).await;
+    }
     // Requests still running past the grace period hold connections; do not wait for them.
     if tokio::time::timeout(std::time::Duration::from_secs(2), db.close())
         .await
@@ -430,6 +448,40 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
     {
         tracing::warn!("database connections still busy at exit; leaving without them");
     }
+    Ok(())
+}
+
+/// The worker of this process, configured.
+fn new_worker(config: &Config, db: Db) -> anyhow::Result<crate::jobs::worker::Worker> {
+    let notifier = crate::notify::Notifier::from_config(&config.notify)?;
+    Ok(crate::jobs::worker::Worker {
+        composer: crate::jobs::notify::Composer {
+            db: db.clone(),
+            public_url: config.public_url.clone(),
+            tz: config.timezone,
+        },
+        db,
+        notifier: std::sync::Arc::new(notifier),
+        clock: Clock::System,
+        id: crate::jobs::worker::Worker::process_id(),
+        config: config.worker.config,
+    })
+}
+
+/// `ferum worker`: delivers until SIGTERM or Ctrl-C, then finishes what it holds.
+async fn worker(config: &Config) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    let w = new_worker(config, db.clone())?;
+    println!(
+        "Ferum worker {} is delivering events (database: {})",
+        w.id, config.database_url
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(w.run(stopped));
+    shutdown().await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(config.server.shutdown_grace, running).await;
+    db.close().await;
     Ok(())
 }
 

@@ -40,6 +40,15 @@ pub struct Config {
     pub server: crate::web::server::ServerLimits,
     /// Outbound e-mail (`FERUM_SMTP_*`, `FERUM_MAIL_FROM`) and Telegram (`FERUM_TELEGRAM_*`).
     pub notify: crate::notify::NotifyConfig,
+    /// Whether `serve` runs the worker, and how it paces itself.
+    pub worker: WorkerSettings,
+}
+
+/// The worker inside `serve` (`FERUM_WORKER`) and its pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub enabled: bool,
+    pub config: crate::jobs::worker::WorkerConfig,
 }
 
 /// A setting that must stay out of logs and messages: `Debug` shows `***`, and there is no
@@ -145,6 +154,7 @@ impl Config {
             limits: limits_from_env()?,
             server: server_from_env()?,
             notify: notify_from_env(public_host.as_deref())?,
+            worker: worker_from_env()?,
             redis_url: var("REDIS_URL"),
             security: crate::web::Security {
                 mfa_roles: match var("FERUM_MFA_ROLES") {
@@ -275,6 +285,31 @@ fn notify_from_env(public_host: Option<&str>) -> anyhow::Result<crate::notify::N
         }),
     };
     Ok(crate::notify::NotifyConfig { smtp, telegram })
+}
+
+fn worker_from_env() -> anyhow::Result<WorkerSettings> {
+    let enabled = match var("FERUM_WORKER").as_deref().map(str::trim) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => bail!("FERUM_WORKER must be on or off, got {other:?}"),
+    };
+    let d = crate::jobs::worker::WorkerConfig::default();
+    let max_attempts: i64 = number("FERUM_WORKER_MAX_ATTEMPTS", d.max_attempts)?;
+    if !(1..=100).contains(&max_attempts) {
+        bail!("FERUM_WORKER_MAX_ATTEMPTS must be between 1 and 100, got {max_attempts}");
+    }
+    let sla_warn_percent: u8 = number("FERUM_SLA_WARN_PERCENT", d.sla_warn_percent)?;
+    if !(1..=99).contains(&sla_warn_percent) {
+        bail!("FERUM_SLA_WARN_PERCENT must be between 1 and 99, got {sla_warn_percent}");
+    }
+    Ok(WorkerSettings {
+        enabled,
+        config: crate::jobs::worker::WorkerConfig {
+            max_attempts,
+            sla_warn_percent,
+            ..d
+        },
+    })
 }
 
 fn server_from_env() -> anyhow::Result<crate::web::server::ServerLimits> {

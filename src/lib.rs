@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod notify;
 pub mod ops;
 pub mod seed;

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod audit;
 pub mod backup;
+pub mod event;
 pub mod ids;
 pub mod net;
 pub mod project;

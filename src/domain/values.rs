@@ -178,6 +178,21 @@ pub fn like_pattern(q: &str) -> String {
     p
 }
 
+/// A Telegram chat id: a whole number (negative for groups and channels) of at most 20
+/// characters, as the Bot API gives it.
+pub fn telegram_chat_id(field: &str, raw: &str) -> Result<String, FieldError> {
+    let s = raw.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if s.len() > 20 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FieldError::new(
+            field,
+            "invalid_value",
+            "a Telegram chat id is a whole number, e.g. 123456789 or -1001234567890",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// Exact money in kopecks. Roubles on the wire as a decimal string with at most two decimals.
 ///
 /// Arithmetic on money is checked: [`Money::checked_add`], [`line_amount`] and [`sum`] refuse
@@ -494,6 +509,18 @@ mod tests {
         assert_eq!(Quantity(1500).to_string(), "1.5");
         assert_eq!(Quantity(2000).to_string(), "2");
         assert_eq!(Quantity(125).to_string(), "0.125");
+    }
+
+    #[test]
+    fn telegram_chat_ids_are_whole_numbers() {
+        assert_eq!(telegram_chat_id("t", " 123456789 ").unwrap(), "123456789");
+        assert_eq!(
+            telegram_chat_id("t", "-1001234567890").unwrap(),
+            "-1001234567890"
+        );
+        for bad in ["", "-", "12a", "@name", "1 2", "123456789012345678901"] {
+            assert!(telegram_chat_id("t", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

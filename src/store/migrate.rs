@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_sessions"),
     migration!(4, "0004_outbox"),
     migration!(5, "0005_personal_data"),
+    migration!(6, "0006_events"),
 ];
 
 /// The schema version this binary expects.

@@ -6,12 +6,14 @@
 
 pub mod audit;
 pub mod customers;
+pub mod leases;
 pub mod mfa;
 pub mod migrate;
 pub mod objects;
 pub mod outbox;
 pub mod pii;
 pub mod projects;
+pub mod recipients;
 pub mod reports;
 pub mod requests;
 pub mod sessions;
@@ -42,6 +44,15 @@ impl Backend {
         match self {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Claiming queue rows that other workers may be claiming at the same moment: PostgreSQL
+    /// skips rows another transaction has locked; SQLite has one writer at a time anyway.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
 

@@ -398,6 +398,9 @@ pub async fn create(db: &Db, ctx: &Ctx, input: NewProject) -> Result<Project> {
         Some(&audit::snapshot(&view)),
     )
     .await?;
+    if let Some(e) = crate::domain::event::project_status_changed(id, "", status.as_str()) {
+        super::outbox::push(&mut tx, &e, ctx.now).await?;
+    }
     tx.commit().await?;
     Ok(view)
 }
@@ -465,6 +468,13 @@ pub async fn update(
         Some(&audit::snapshot(&after)),
     )
     .await?;
+    if let Some(e) = crate::domain::event::project_status_changed(
+        id,
+        before.status.as_str(),
+        after.status.as_str(),
+    ) {
+        super::outbox::push(&mut tx, &e, ctx.now).await?;
+    }
     tx.commit().await?;
     Ok(after)
 }

@@ -525,6 +525,11 @@ pub async fn submit(db: &Db, ctx: &Ctx, id: ReportId) -> Result<Report> {
         Some(&serde_json::json!({"status": after.status})),
     )
     .await?;
+    let submitted = crate::domain::event::Event::ReportSubmitted {
+        report: id,
+        request: before.request_id,
+    };
+    super::outbox::push(&mut tx, &submitted, ctx.now).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -554,6 +559,11 @@ pub async fn approve(db: &Db, ctx: &Ctx, id: ReportId) -> Result<Report> {
         Some(&serde_json::json!({"status": after.status})),
     )
     .await?;
+    let approved = crate::domain::event::Event::ReportApproved {
+        report: id,
+        request: before.request_id,
+    };
+    super::outbox::push(&mut tx, &approved, ctx.now).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -3,6 +3,7 @@
 
 use super::{Ctx, Db, Expected, Page, Q, ScopeSql, Tx, audit, db_ts, ts, ts_opt};
 use crate::domain::access::{self, Action, Resource, Role, Scope};
+use crate::domain::event::{self, Event};
 use crate::domain::ids::{CommentId, CustomerId, ObjectId, ProjectId, ReportId, RequestId, UserId};
 use crate::domain::request::{self, RequestType, SlaPolicy, Source, Status, TransitionFacts};
 use crate::domain::{time, values};
@@ -612,6 +613,10 @@ pub async fn create(
         Some(&audit::snapshot(&view)),
     )
     .await?;
+    let emergency = input.r#type == RequestType::Emergency;
+    for e in event::request_opened(id, emergency, input.assigned_to) {
+        super::outbox::push(&mut tx, &e, ctx.now).await?;
+    }
     tx.commit().await?;
     Ok(view)
 }
@@ -623,7 +628,7 @@ async fn history(
     from: Option<Status>,
     to: Status,
     comment: &str,
-) -> Result<()> {
+) -> Result<i64> {
     let mut q = Q::new(
         "INSERT INTO request_history (request_id, user_id, from_status, to_status, comment, created_at) VALUES (",
     );
@@ -638,9 +643,8 @@ async fn history(
         .bind(comment.to_owned())
         .push(", ")
         .bind(db_ts(ctx.now))
-        .push(")");
-    q.execute(&mut **tx).await?;
-    Ok(())
+        .push(") RETURNING id");
+    q.scalar(&mut **tx).await
 }
 
 /// Fields an engineer may change on their own request.
@@ -796,6 +800,9 @@ pub async fn update(
         Some(&audit::snapshot(&after)),
     )
     .await?;
+    if let Some(e) = event::assignment_changed(id, before.assigned_to, after.assigned_to) {
+        super::outbox::push(&mut tx, &e, ctx.now).await?;
+    }
     tx.commit().await?;
     Ok(after)
 }
@@ -921,8 +928,15 @@ pub(crate) async fn transition_in(
         .push(", version = version + 1 WHERE id = ")
         .bind(before.id.0);
     q.execute(&mut **tx).await?;
-    history(tx, ctx, before.id, Some(before.status), to, comment).await?;
+    let seq = history(tx, ctx, before.id, Some(before.status), to, comment).await?;
     let after = load_unscoped(tx, before.id, ctx.now).await?;
+    let moved = Event::StatusChanged {
+        request: before.id,
+        from: before.status,
+        to,
+        seq,
+    };
+    super::outbox::push(tx, &moved, ctx.now).await?;
     audit::record(
         tx,
         ctx,
@@ -1048,4 +1062,27 @@ pub async fn refresh_search_keys(tx: &mut Tx, only_empty: bool) -> Result<()> {
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// What the SLA sweep needs of every request whose deadlines still run (open or in
+/// progress), across all customers: the sweep acts for the system.
+pub async fn sla_running(db: &Db) -> Result<Vec<event::SlaFacts>> {
+    let rows: Vec<(i64, String, Option<i64>, String, String, String)> = sqlx::query_as(
+        "SELECT id, status, assigned_to, created_at, assign_by, close_by FROM service_requests \
+         WHERE status IN ('open', 'in_progress') ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(id, status, assigned, since, assign_by, close_by)| {
+            Ok(event::SlaFacts {
+                request: RequestId(id),
+                status: Status::parse(&status).unwrap_or(Status::Open),
+                assigned: assigned.is_some(),
+                since: ts(&since)?,
+                assign_by: ts(&assign_by)?,
+                close_by: ts(&close_by)?,
+            })
+        })
+        .collect()
 }

@@ -16,8 +16,12 @@ pub struct Snapshot {
     pub overdue: Vec<(RequestType, i64)>,
     /// Mean seconds from report to completion of requests completed in the last 30 days.
     pub resolution_seconds_30d: Option<f64>,
-    /// Messages waiting in the outbox.
+    /// Events and messages waiting in the outbox.
     pub outbox_depth: i64,
+    /// Seconds the oldest of them has waited (0 when none waits).
+    pub outbox_oldest_seconds: i64,
+    /// Events and messages given up on after their last attempt.
+    pub outbox_dead: i64,
     /// When the last backup succeeded.
     pub last_backup: Option<DateTime<Utc>>,
 }
@@ -70,10 +74,7 @@ pub async fn snapshot(db: &Db, now: DateTime<Utc>) -> Result<Snapshot> {
         spans.push((start, from_db(&completed)?));
     }
 
-    let outbox_depth: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
-            .fetch_one(db.pool())
-            .await?;
+    let (outbox_depth, outbox_oldest_seconds, outbox_dead) = super::outbox::depth(db, now).await?;
     let mut q = Q::new("SELECT value FROM settings WHERE name = ");
     q.bind(LAST_BACKUP_SETTING);
     let last_backup = match q.fetch_optional::<(String,), _>(db.pool()).await? {
@@ -85,6 +86,8 @@ pub async fn snapshot(db: &Db, now: DateTime<Utc>) -> Result<Snapshot> {
         overdue,
         resolution_seconds_30d: request::mean_resolution_seconds(&spans),
         outbox_depth,
+        outbox_oldest_seconds,
+        outbox_dead,
         last_backup,
     })
 }

@@ -4,15 +4,16 @@ use super::{Ctx, Db, Page, Q, Tx, UniqueExt, audit, db_ts, ts};
 use crate::domain::access::{self, Action, Actor, Resource, Role, Scope};
 use crate::domain::ids::{CustomerId, UserId};
 use crate::domain::values::{self, Email};
-use crate::error::{Error, Problems, Result};
+use crate::error::{Error, FieldError, Problems, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-const COLS: &str = "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version";
+const COLS: &str = "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version, \
+    telegram_chat_id, lang";
 
 /// The same columns with the `u.` alias.
 pub const COLS_U: &str = "u.id, u.email, u.name, u.phone, u.roles, u.customer_id, u.enabled, u.password_hash, \
-    u.created_at, u.updated_at, u.version";
+    u.created_at, u.updated_at, u.version, u.telegram_chat_id, u.lang";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -27,6 +28,8 @@ pub struct UserRow {
     pub created_at: String,
     pub updated_at: String,
     pub version: i64,
+    pub telegram_chat_id: Option<String>,
+    pub lang: String,
 }
 
 impl UserRow {
@@ -51,6 +54,8 @@ impl UserRow {
             created_at: ts(&self.created_at)?,
             updated_at: ts(&self.updated_at)?,
             version: self.version,
+            telegram_chat_id: self.telegram_chat_id.clone(),
+            lang: self.lang.clone(),
         })
     }
 }
@@ -70,6 +75,10 @@ pub struct User {
     #[serde(with = "crate::domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// The Telegram chat the user's notifications also go to; `null` when not linked.
+    pub telegram_chat_id: Option<String>,
+    /// The language of the user's messages: `ru` or `en`.
+    pub lang: String,
 }
 
 /// A new account.
@@ -100,6 +109,12 @@ pub struct UserPatch {
     pub customer_id: Option<Option<CustomerId>>,
     pub enabled: Option<bool>,
     pub password: Option<String>,
+    /// A Telegram chat id (digits, `-` first for groups) for notifications; `null` unlinks.
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub telegram_chat_id: Option<Option<String>>,
+    /// `ru` or `en`: the language of the user's messages.
+    pub lang: Option<String>,
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>> {
@@ -351,6 +366,14 @@ pub async fn update(
     if let Some(pw) = &patch.password {
         p.check(crate::auth::check_new_password(pw, ""));
     }
+    if let Some(Some(chat)) = &patch.telegram_chat_id {
+        p.check(values::telegram_chat_id("telegram_chat_id", chat).map(|_| ()));
+    }
+    if let Some(lang) = &patch.lang
+        && !matches!(lang.as_str(), "ru" | "en")
+    {
+        p.push(FieldError::new("lang", "unknown_value", "ru or en"));
+    }
     p.finish()?;
     let new_password = patch.password.clone();
     let hash = match patch.password {
@@ -395,6 +418,16 @@ pub async fn update(
         .bind(i64::from(patch.enabled.unwrap_or(before.enabled)))
         .push(", password_hash = ")
         .bind(hash.unwrap_or(row.password_hash.clone()))
+        .push(", telegram_chat_id = ")
+        .bind(
+            patch
+                .telegram_chat_id
+                .clone()
+                .unwrap_or(before.telegram_chat_id.clone())
+                .map(|c| c.trim().to_owned()),
+        )
+        .push(", lang = ")
+        .bind(patch.lang.clone().unwrap_or(before.lang.clone()))
         .push(", updated_at = ")
         .bind(db_ts(ctx.now))
         .push(", version = version + 1 WHERE id = ")

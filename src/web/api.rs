@@ -75,6 +75,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(submit_report))
         .routes(routes!(approve_report))
         .routes(routes!(list_audit))
+        .routes(routes!(list_outbox))
+        .routes(routes!(retry_outbox))
 }
 
 macro_rules! list_type {
@@ -787,5 +789,60 @@ async fn list_audit(
     };
     Ok(axum::Json(
         audit::list(&s.db, scope, &filter, p).await?.into(),
+    ))
+}
+
+// ---------------------------------------------------------------- outbox
+
+/// A state of an outbox row.
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OutboxQuery {
+    /// Only rows in this state.
+    pub status: Option<OutboxStatus>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+list_type!(OutboxList, crate::store::outbox::Entry);
+
+/// Events and the messages made of them, newest first, with their attempts and last error
+/// (administrators).
+#[utoipa::path(get, path = "/api/v1/outbox", tag = "outbox", params(OutboxQuery), responses((status = 200, body = OutboxList), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn list_outbox(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    Query(f): Query<OutboxQuery>,
+) -> Result<axum::Json<OutboxList>> {
+    let p = page(f.limit, f.cursor.as_deref())?;
+    let status = f.status.map(|st| match st {
+        OutboxStatus::Pending => "pending",
+        OutboxStatus::Delivered => "delivered",
+        OutboxStatus::Dead => "dead",
+    });
+    Ok(axum::Json(
+        crate::store::outbox::list(&s.db, &ctx, status, p)
+            .await?
+            .into(),
+    ))
+}
+
+/// Tries a pending or dead row again at once, its attempts counted afresh (administrators).
+#[utoipa::path(post, path = "/api/v1/outbox/{id}/retry", tag = "outbox", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::store::outbox::Entry), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn retry_outbox(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    IdPath(id): IdPath,
+) -> Result<axum::Json<crate::store::outbox::Entry>> {
+    Ok(axum::Json(
+        crate::store::outbox::retry_now(&s.db, &ctx, id).await?,
     ))
 }

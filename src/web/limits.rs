@@ -137,7 +137,12 @@ pub async fn after_failure(
             "last_ip": ip,
         });
         let mut tx = s.db.begin().await?;
-        outbox::push(&mut tx, "security_alert", &payload, now).await?;
+        let alert = crate::domain::event::Event::LoginAlert {
+            account: account.to_owned(),
+            failures: today,
+            day: now.format("%Y-%m-%d").to_string(),
+        };
+        outbox::push(&mut tx, &alert, now).await?;
         audit::insert(
             &mut tx,
             now,

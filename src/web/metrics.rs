@@ -106,8 +106,21 @@ impl Metrics {
             "Mean seconds from report to completion, requests completed in the last 30 days",
         )?;
         resolution.set(snapshot.resolution_seconds_30d.unwrap_or(0.0));
-        let outbox = IntGauge::new("ferum_outbox_depth", "Messages waiting to be delivered")?;
+        let outbox = IntGauge::new(
+            "ferum_outbox_depth",
+            "Events and messages waiting to be delivered",
+        )?;
         outbox.set(snapshot.outbox_depth);
+        let oldest = IntGauge::new(
+            "ferum_outbox_oldest_pending_seconds",
+            "Seconds the oldest waiting event or message has waited",
+        )?;
+        oldest.set(snapshot.outbox_oldest_seconds);
+        let dead = IntGauge::new(
+            "ferum_outbox_dead",
+            "Events and messages given up on after their last attempt",
+        )?;
+        dead.set(snapshot.outbox_dead);
         let backup = Gauge::new(
             "ferum_backup_last_success_timestamp_seconds",
             "Unix time of the last successful backup (0: never)",
@@ -139,6 +152,8 @@ impl Metrics {
             Box::new(overdue),
             Box::new(resolution),
             Box::new(outbox),
+            Box::new(oldest),
+            Box::new(dead),
             Box::new(backup),
             Box::new(conns),
             Box::new(max),

@@ -13,6 +13,7 @@ mod bad_input;
 mod catalog;
 mod catalog_pages;
 mod concurrency;
+mod events;
 mod hangups;
 mod hostile;
 mod input_limits;

@@ -60,7 +60,11 @@ both! {
         has(r#"ferum_service_requests_overdue{type="emergency"} 1"#);
         has(r#"ferum_service_requests_overdue{type="maintenance"} 0"#);
         has("ferum_service_requests_resolution_seconds_avg_30d 0");
-        has("ferum_outbox_depth 0");
+        // The project's welcome and the three requests' events wait for a worker (none runs
+        // here), the oldest since the start, 20 minutes ago.
+        has("ferum_outbox_depth 4");
+        has("ferum_outbox_oldest_pending_seconds 1200");
+        has("ferum_outbox_dead 0");
         has("ferum_backup_last_success_timestamp_seconds 0");
         has(&format!(r#"ferum_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION")));
         assert!(text.contains("ferum_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/requests\",le=\"0.005\"}"), "{text}");

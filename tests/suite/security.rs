@@ -305,9 +305,9 @@ mod throttling {
                 app.clock.advance(chrono::Duration::seconds(61));
                 attempt(&app, &u.email, "wrong password!!").await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
             }
-            let alerts: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'security_alert'").fetch_all(app.db.pool()).await.unwrap();
+            let alerts: Vec<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'login_alert' ORDER BY id").fetch_all(app.db.pool()).await.unwrap();
             assert_eq!(alerts.len(), 2, "at 8 and at 12 failures");
-            assert!(alerts[0].contains(&u.email) && alerts[0].contains("\"failures_today\":8"), "{}", alerts[0]);
+            assert!(alerts[0].contains(&u.email) && alerts[0].contains("\"failures\":8"), "{}", alerts[0]);
             // 12 failures today: a hard stop until tomorrow, whatever the delay.
             app.clock.advance(chrono::Duration::minutes(30));
             let r = attempt(&app, &u.email, PASSWORD).await;

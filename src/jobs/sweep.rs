@@ -1,0 +1,43 @@
+//! The SLA sweep: warns when a request has used most of the time before a deadline and
+//! raises a breach when it passes one, each once per deadline, through the outbox (the heads
+//! of service and administrators hear of it). Runs under a lease, so with several instances
+//! each sweep happens once.
+
+use crate::domain::event::sla_events;
+use crate::error::Result;
+use crate::store::{Db, leases, outbox, requests};
+use chrono::{DateTime, Utc};
+
+/// The lease's name.
+pub const JOB: &str = "sla_sweep";
+
+/// One sweep at `now` by `holder`, if it gets the lease for `every`; returns how many new
+/// events it queued (`None` when another instance holds the lease).
+pub async fn sweep(
+    db: &Db,
+    holder: &str,
+    now: DateTime<Utc>,
+    every: chrono::Duration,
+    warn_percent: u8,
+) -> Result<Option<usize>> {
+    if !leases::take(db, JOB, holder, now, now + every).await? {
+        return Ok(None);
+    }
+    let due: Vec<_> = requests::sla_running(db)
+        .await?
+        .iter()
+        .flat_map(|f| sla_events(f, now, warn_percent))
+        .collect();
+    if due.is_empty() {
+        return Ok(Some(0));
+    }
+    let mut queued = 0;
+    let mut tx = db.begin().await?;
+    for e in &due {
+        if outbox::push(&mut tx, e, now).await? {
+            queued += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(queued))
+}
