@@ -11,9 +11,12 @@ UPDATE outbox SET status = 'delivered' WHERE delivered_at IS NOT NULL;
 CREATE UNIQUE INDEX outbox_dedup ON outbox(dedup_key);
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
 
--- Where a user hears from the service: a linked Telegram chat, and the language of messages.
+-- Where a user hears from the service: a linked Telegram chat, the language of messages, and
+-- the channels the user chose (both on by default; Telegram needs a linked chat).
 ALTER TABLE users ADD COLUMN telegram_chat_id TEXT;
 ALTER TABLE users ADD COLUMN lang TEXT NOT NULL DEFAULT 'ru';
+ALTER TABLE users ADD COLUMN notify_email INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN notify_telegram INTEGER NOT NULL DEFAULT 1;
 
 -- Periodic jobs (the SLA sweep) run once however many instances run: each run takes the
 -- job's lease first.

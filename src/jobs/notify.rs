@@ -82,8 +82,14 @@ impl Composer {
         };
         for p in people {
             let lang = Lang::parse(&p.lang).unwrap_or(Lang::Ru);
-            push(Channel::Email, p.email.clone(), write(self, lang));
-            if let Some(chat) = p.telegram_chat_id.clone() {
+            if p.notify_email != 0 {
+                push(Channel::Email, p.email.clone(), write(self, lang));
+            }
+            if let Some(chat) = p
+                .telegram_chat_id
+                .clone()
+                .filter(|_| p.notify_telegram != 0)
+            {
                 push(Channel::Telegram, chat, write(self, lang));
             }
         }

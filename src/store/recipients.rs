@@ -17,10 +17,13 @@ pub struct Person {
     pub lang: String,
     /// The customer of a client user.
     pub customer_id: Option<i64>,
+    /// The channels the user chose (1 or 0).
+    pub notify_email: i64,
+    pub notify_telegram: i64,
 }
 
-const PERSON: &str =
-    "SELECT id, email, telegram_chat_id, lang, customer_id FROM users WHERE enabled = 1";
+const PERSON: &str = "SELECT id, email, telegram_chat_id, lang, customer_id, notify_email, \
+    notify_telegram FROM users WHERE enabled = 1";
 
 /// The enabled users among `ids`.
 pub async fn people(db: &Db, ids: &[i64]) -> Result<Vec<Person>> {

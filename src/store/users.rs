@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 const COLS: &str = "id, email, name, phone, roles, customer_id, enabled, password_hash, created_at, updated_at, version, \
-    telegram_chat_id, lang";
+    telegram_chat_id, lang, notify_email, notify_telegram";
 
 /// The same columns with the `u.` alias.
 pub const COLS_U: &str = "u.id, u.email, u.name, u.phone, u.roles, u.customer_id, u.enabled, u.password_hash, \
-    u.created_at, u.updated_at, u.version, u.telegram_chat_id, u.lang";
+    u.created_at, u.updated_at, u.version, u.telegram_chat_id, u.lang, u.notify_email, u.notify_telegram";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -30,6 +30,8 @@ pub struct UserRow {
     pub version: i64,
     pub telegram_chat_id: Option<String>,
     pub lang: String,
+    pub notify_email: i64,
+    pub notify_telegram: i64,
 }
 
 impl UserRow {
@@ -56,6 +58,8 @@ impl UserRow {
             version: self.version,
             telegram_chat_id: self.telegram_chat_id.clone(),
             lang: self.lang.clone(),
+            notify_email: self.notify_email != 0,
+            notify_telegram: self.notify_telegram != 0,
         })
     }
 }
@@ -79,6 +83,10 @@ pub struct User {
     pub telegram_chat_id: Option<String>,
     /// The language of the user's messages: `ru` or `en`.
     pub lang: String,
+    /// Whether the user hears by e-mail.
+    pub notify_email: bool,
+    /// Whether the user hears on Telegram (when a chat is linked).
+    pub notify_telegram: bool,
 }
 
 /// A new account.
@@ -115,6 +123,10 @@ pub struct UserPatch {
     pub telegram_chat_id: Option<Option<String>>,
     /// `ru` or `en`: the language of the user's messages.
     pub lang: Option<String>,
+    /// Whether the user hears by e-mail.
+    pub notify_email: Option<bool>,
+    /// Whether the user hears on Telegram (when a chat is linked).
+    pub notify_telegram: Option<bool>,
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>> {
@@ -428,6 +440,12 @@ pub async fn update(
         )
         .push(", lang = ")
         .bind(patch.lang.clone().unwrap_or(before.lang.clone()))
+        .push(", notify_email = ")
+        .bind(i64::from(patch.notify_email.unwrap_or(before.notify_email)))
+        .push(", notify_telegram = ")
+        .bind(i64::from(
+            patch.notify_telegram.unwrap_or(before.notify_telegram),
+        ))
         .push(", updated_at = ")
         .bind(db_ts(ctx.now))
         .push(", version = version + 1 WHERE id = ")

@@ -217,6 +217,27 @@ both! {
         assert!(chats.iter().any(|m| m.to == "123456789" && m.text.contains("is assigned to you")), "{chats:?}");
         // Nobody else has a chat linked.
         assert!(chats.iter().all(|m| m.to == "123456789"));
+        // Without e-mail, only Telegram; with neither, nothing.
+        let v = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await.body["version"].as_i64().unwrap();
+        app.patch(&format!("/api/v1/users/{}", w.engineer.id), &w.admin, json!({"version": v, "notify_email": false}))
+            .await
+            .assert(StatusCode::OK);
+        sent.clear();
+        app.post("/api/v1/requests", &w.admin, json!({"type": "maintenance", "subject": "ТО-2", "object_id": w.object, "assigned_to": w.engineer.id}))
+            .await
+            .assert(StatusCode::CREATED);
+        drain(&wk).await;
+        assert!(!mailed(&sent).contains(&w.engineer.email));
+        assert!(sent.sent_on(Channel::Telegram).iter().any(|m| m.text.contains("ТО-2")));
+        app.patch(&format!("/api/v1/users/{}", w.engineer.id), &w.admin, json!({"version": v + 1, "notify_telegram": false}))
+            .await
+            .assert(StatusCode::OK);
+        sent.clear();
+        app.post("/api/v1/requests", &w.admin, json!({"type": "maintenance", "subject": "ТО-3", "object_id": w.object, "assigned_to": w.engineer.id}))
+            .await
+            .assert(StatusCode::CREATED);
+        drain(&wk).await;
+        assert!(sent.sent().is_empty(), "{:?}", sent.sent());
     }
 
     // A failing channel is retried with back-off, then given up; an administrator sees it
