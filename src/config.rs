@@ -302,11 +302,16 @@ fn worker_from_env() -> anyhow::Result<WorkerSettings> {
     if !(1..=99).contains(&sla_warn_percent) {
         bail!("FERUM_SLA_WARN_PERCENT must be between 1 and 99, got {sla_warn_percent}");
     }
+    let lease: i64 = number("FERUM_WORKER_LEASE_SECS", d.lease.num_seconds())?;
+    if !(1..=3600).contains(&lease) {
+        bail!("FERUM_WORKER_LEASE_SECS must be between 1 and 3600, got {lease}");
+    }
     Ok(WorkerSettings {
         enabled,
         config: crate::jobs::worker::WorkerConfig {
             max_attempts,
             sla_warn_percent,
+            lease: chrono::Duration::seconds(lease),
             ..d
         },
     })

@@ -90,7 +90,12 @@ impl Composer {
                 .clone()
                 .filter(|_| p.notify_telegram != 0)
             {
-                push(Channel::Telegram, chat, write(self, lang));
+                // A chat message is its one line (and the link): no subject above it.
+                let note = Note {
+                    subject: String::new(),
+                    ..write(self, lang)
+                };
+                push(Channel::Telegram, chat, note);
             }
         }
         if let Some(contact) = audience.contact {

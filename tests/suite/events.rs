@@ -356,3 +356,59 @@ both! {
         assert!(p.dead > 0 && p.retried == 0, "{p:?}");
     }
 }
+
+// Two workers on PostgreSQL share a queue of 10,000 messages: each is delivered, and only
+// once, by the workers' own claiming (`FOR UPDATE SKIP LOCKED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_deliver_ten_thousand_messages_once_each() {
+    let Some(app) = TestApp::postgres().await else {
+        return;
+    };
+    let now = ferum::domain::time::to_db(app.clock.now());
+    sqlx::query(&format!(
+        "INSERT INTO outbox (kind, payload, dedup_key, status, created_at, next_attempt_at) \
+         SELECT 'email', '{{\"event_id\":0,\"to\":\"user' || g || '@example.ru\",\"subject\":\"s\",\"text\":\"t\",\"link\":null}}', \
+         'bulk:' || g, 'pending', '{now}', '{now}' FROM generate_series(1, 10000) g"
+    ))
+    .execute(app.db.pool())
+    .await
+    .unwrap();
+    let (a, sent_a) = worker(&app, 8);
+    let (mut b, sent_b) = worker(&app, 8);
+    b.id = "test-worker-b".into();
+    let started = std::time::Instant::now();
+    let run = |w: Worker| {
+        tokio::spawn(async move {
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let mut delivered = 0;
+            loop {
+                let p = w.pass(&stopped).await.unwrap();
+                if p.claimed == 0 {
+                    break delivered;
+                }
+                delivered += p.delivered;
+            }
+        })
+    };
+    let (da, db) = (run(a), run(b));
+    let (da, db) = (da.await.unwrap(), db.await.unwrap());
+    let elapsed = started.elapsed();
+    let mut ids: Vec<String> = sent_a
+        .sent_on(Channel::Email)
+        .into_iter()
+        .chain(sent_b.sent_on(Channel::Email))
+        .map(|m| m.id.unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10_000, "delivered {da} + {db}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10_000, "a message was delivered twice");
+    assert!(da > 0 && db > 0, "one worker did all the work: {da} / {db}");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status <> 'delivered'")
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    eprintln!("two workers delivered 10,000 messages in {elapsed:?} ({da} + {db})");
+}

@@ -25,3 +25,4 @@ mod reports;
 mod requests;
 mod security;
 mod throttle;
+mod worker_process;
