@@ -32,6 +32,8 @@ pub struct WorkerConfig {
     pub sweep_every: chrono::Duration,
     /// The share of a deadline's time after which the sweep warns, in percent.
     pub sla_warn_percent: u8,
+    /// Rows worked at the same time within a batch.
+    pub concurrency: usize,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +45,7 @@ impl Default for WorkerConfig {
             idle: Duration::from_millis(500),
             sweep_every: chrono::Duration::seconds(60),
             sla_warn_percent: 80,
+            concurrency: 16,
         }
     }
 }
@@ -75,8 +78,8 @@ impl Worker {
         format!("{host}:{}", std::process::id())
     }
 
-    /// Claims one batch and works it; stops early (releasing what it has not tried) when
-    /// `stop` turns true.
+    /// Claims one batch and works it, up to `concurrency` rows at a time; stops early
+    /// (releasing what it has not started) when `stop` turns true.
     pub async fn pass(&self, stop: &tokio::sync::watch::Receiver<bool>) -> Result<Pass> {
         let now = self.clock.now();
         let rows = outbox::claim(
@@ -91,36 +94,58 @@ impl Worker {
             claimed: rows.len(),
             ..Pass::default()
         };
-        for (n, row) in rows.iter().enumerate() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = tokio::task::JoinSet::new();
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             if *stop.borrow() {
-                let rest: Vec<i64> = rows[n..].iter().map(|r| r.id).collect();
+                let rest: Vec<i64> = std::iter::once(row.id)
+                    .chain(rows.by_ref().map(|r| r.id))
+                    .collect();
                 outbox::release(&self.db, &self.id, &rest).await?;
                 break;
             }
-            match self.work(row).await {
-                Ok(()) => pass.delivered += 1,
-                Err(e) => {
-                    let failure = self.failure(row, &e);
-                    tracing::warn!(
-                        outbox_id = row.id,
-                        kind = %row.kind,
-                        attempts = row.attempts,
-                        error = %e.reason(),
-                        dead = failure == Failure::Dead,
-                        "outbox {} ({}) failed: {}",
-                        row.id,
-                        row.kind,
-                        e.reason()
-                    );
-                    match failure {
-                        Failure::Dead => pass.dead += 1,
-                        Failure::RetryAt(_) => pass.retried += 1,
-                    }
-                    outbox::fail(&self.db, row.id, &self.id, e.reason(), failure).await?;
-                }
+            let me = self.clone();
+            running.spawn(async move {
+                let outcome = me.attempt(&row).await;
+                drop(permit);
+                outcome
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            match done.map_err(|e| crate::error::Error::Internal(e.into()))?? {
+                None => pass.delivered += 1,
+                Some(Failure::Dead) => pass.dead += 1,
+                Some(Failure::RetryAt(_)) => pass.retried += 1,
             }
         }
         Ok(pass)
+    }
+
+    /// Works one row and records a failure; `None` when it was delivered.
+    async fn attempt(&self, row: &Claimed) -> Result<Option<Failure>> {
+        let Err(e) = self.work(row).await else {
+            return Ok(None);
+        };
+        let failure = self.failure(row, &e);
+        tracing::warn!(
+            outbox_id = row.id,
+            kind = %row.kind,
+            attempts = row.attempts,
+            error = %e.reason(),
+            dead = failure == Failure::Dead,
+            "outbox {} ({}) failed: {}",
+            row.id,
+            row.kind,
+            e.reason()
+        );
+        outbox::fail(&self.db, row.id, &self.id, e.reason(), failure).await?;
+        Ok(Some(failure))
     }
 
     /// Runs passes until `stop` turns true; what it holds at that moment is finished or
