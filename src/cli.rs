@@ -413,6 +413,7 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
         db.clone(),
         crate::backup::BackupConfig::from_env(config)?,
         Clock::System,
+        crate::jobs::worker::Worker::process_id(),
     );
     let app = router(state, &config.web());
     let listener = tokio::net::TcpListener::bind(bind)

@@ -880,6 +880,7 @@ pub fn spawn_schedule(
     db: Db,
     cfg: BackupConfig,
     clock: Clock,
+    holder: String,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let at = cfg.at?;
     tracing::info!(at = %at, target = %cfg.target.location(""), "daily backup scheduled");
@@ -888,8 +889,8 @@ pub fn spawn_schedule(
             let now = clock.now();
             let next = next_run(now, at);
             tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
-            match backup(&db, &cfg, clock.now()).await {
-                Ok(r) => tracing::info!(
+            match scheduled_run(&db, &cfg, clock.now(), &holder).await {
+                Ok(Some(r)) => tracing::info!(
                     archive = %r.location,
                     rows = r.manifest.rows(),
                     files = r.manifest.files,
@@ -898,10 +899,30 @@ pub fn spawn_schedule(
                     "scheduled backup written to {}",
                     r.location
                 ),
+                Ok(None) => tracing::info!("the daily backup runs on another instance today"),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
             }
         }
     }))
+}
+
+/// The lease of the daily backup: with several instances scheduled at the same time, the one
+/// that takes it backs up; the others skip the day.
+pub const SCHEDULE_JOB: &str = "daily_backup";
+
+/// One scheduled backup by `holder`, if it gets the day's lease (`None` when another
+/// instance holds it).
+pub async fn scheduled_run(
+    db: &Db,
+    cfg: &BackupConfig,
+    now: DateTime<Utc>,
+    holder: &str,
+) -> anyhow::Result<Option<BackupReport>> {
+    let until = now + chrono::Duration::hours(6);
+    if !crate::store::leases::take(db, SCHEDULE_JOB, holder, now, until).await? {
+        return Ok(None);
+    }
+    backup(db, cfg, now).await.map(Some)
 }
 
 /// `ferum backup [--to TARGET] [--encrypt-to RECIPIENT]`.

@@ -979,7 +979,7 @@ both! {
             at: Some(ferum::domain::backup::TimeOfDay::hm(9, 1).unwrap()),
             ..site.config()
         };
-        let task = backup::spawn_schedule(app.db.clone(), cfg, app.clock.clone())
+        let task = backup::spawn_schedule(app.db.clone(), cfg.clone(), app.clock.clone(), "a".into())
             .expect("a schedule is set");
         let mut archives = Vec::new();
         for _ in 0..100 {
@@ -999,7 +999,12 @@ both! {
             backup::last_success(&app.db).await.unwrap(),
             Some(app.clock.now())
         );
+        // Another instance scheduled at the same time finds the day's lease taken and skips;
+        // the one holding it may run again.
+        assert!(backup::scheduled_run(&app.db, &cfg, app.clock.now(), "b").await.unwrap().is_none());
+        let later = app.clock.now() + chrono::Duration::seconds(1);
+        assert!(backup::scheduled_run(&app.db, &cfg, later, "a").await.unwrap().is_some());
         // Without a time there is no schedule.
-        assert!(backup::spawn_schedule(app.db.clone(), site.config(), app.clock.clone()).is_none());
+        assert!(backup::spawn_schedule(app.db.clone(), site.config(), app.clock.clone(), "a".into()).is_none());
     }
 }
