@@ -64,6 +64,9 @@ pub enum Event {
         deadline: Deadline,
         deadline_at: String,
     },
+    /// The day's list of overdue requests in a project manager's projects (`day` in the
+    /// company's calendar), once a day.
+    OverdueDigest { manager: UserId, day: String },
     /// Repeated failed sign-ins on one account (the 10th and 100th of a day by default).
     LoginAlert {
         account: String,
@@ -84,6 +87,7 @@ impl Event {
             Event::ProjectActivated { .. } => "project_activated",
             Event::SlaWarning { .. } => "sla_warning",
             Event::SlaBreached { .. } => "sla_breached",
+            Event::OverdueDigest { .. } => "overdue_digest",
             Event::LoginAlert { .. } => "login_alert",
         }
     }
@@ -111,6 +115,7 @@ impl Event {
                 deadline,
                 deadline_at,
             } => format!("{kind}:{request}:{deadline:?}:{deadline_at}"),
+            Event::OverdueDigest { manager, day } => format!("{kind}:{manager}:{day}"),
             Event::LoginAlert {
                 account,
                 failures,
@@ -259,6 +264,10 @@ mod tests {
                 request: RequestId(1),
                 deadline: Deadline::Close,
                 deadline_at: "2026-03-02T11:00:00.000000Z".into(),
+            },
+            Event::OverdueDigest {
+                manager: UserId(3),
+                day: "2026-03-02".into(),
             },
             Event::LoginAlert {
                 account: "a@example.ru".into(),

@@ -6,8 +6,9 @@
 //! manager; an assignment the engineer; a status change the customer's contact and its client
 //! users (who read only the number, subject and status); a submitted act the project's
 //! manager; an approved act its engineer; a project becoming active the customer's contact;
-//! SLA warnings and breaches the heads of service and administrators; repeated failed
-//! sign-ins the administrators.
+//! SLA warnings and breaches the heads of service and administrators; the day's overdue
+//! requests of a project manager's projects that manager; repeated failed sign-ins the
+//! administrators.
 
 use crate::crypto::DataKeys;
 use crate::domain::access::Role;
@@ -53,8 +54,9 @@ impl Composer {
         &self,
         event_id: i64,
         event: &Event,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<(Channel, Delivery)>> {
-        let Some((audience, write)) = self.plan(event).await? else {
+        let Some((audience, write)) = self.plan(event, now).await? else {
             return Ok(Vec::new());
         };
         let mut people: Vec<Person> = recipients::people(&self.db, &audience.users).await?;
@@ -129,6 +131,7 @@ impl Composer {
     async fn plan(
         &self,
         event: &Event,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<(Audience, Box<dyn Fn(&Composer, Lang) -> Note + Send + Sync>)>> {
         let request = |id: i64| recipients::request(&self.db, id);
         Ok(Some(match event.clone() {
@@ -337,6 +340,36 @@ impl Composer {
                             ],
                             &format!("/requests/{}", r.id),
                         )
+                    }),
+                )
+            }
+            Event::OverdueDigest { manager, .. } => {
+                let late =
+                    crate::store::requests::overdue_of_manager(&self.db, manager, now).await?;
+                if late.is_empty() {
+                    return Ok(None);
+                }
+                let a = Audience {
+                    users: vec![manager.0],
+                    ..Audience::default()
+                };
+                (
+                    a,
+                    Box::new(move |c: &Composer, l: Lang| {
+                        let shown: Vec<String> = late
+                            .iter()
+                            .take(20)
+                            .map(|(number, subject)| format!("{number}: {subject}"))
+                            .collect();
+                        let count = late.len().to_string();
+                        let mut note = c.note(
+                            l,
+                            "notify.overdue_digest",
+                            &[("count", &count)],
+                            "/requests?overdue=true",
+                        );
+                        note.text = format!("{}\n\n{}", note.text, shown.join("\n"));
+                        note
                     }),
                 )
             }

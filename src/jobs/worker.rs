@@ -166,6 +166,7 @@ impl Worker {
                     now,
                     self.config.sweep_every,
                     self.config.sla_warn_percent,
+                    self.composer.tz,
                 )
                 .await;
                 match swept {
@@ -218,7 +219,7 @@ impl Worker {
                 .map_err(|e| DeliveryError::permanent(format!("unreadable event: {e}")))?;
             let messages = self
                 .composer
-                .deliveries(row.id, &event)
+                .deliveries(row.id, &event, now)
                 .await
                 .map_err(internal)?;
             let mut tx = self.db.begin().await.map_err(internal)?;

@@ -1086,3 +1086,30 @@ pub async fn sla_running(db: &Db) -> Result<Vec<event::SlaFacts>> {
         })
         .collect()
 }
+
+/// Project managers with overdue requests in their projects at `now`.
+pub async fn managers_with_overdue(db: &Db, now: DateTime<Utc>) -> Result<Vec<UserId>> {
+    let mut q = Q::new(
+        "SELECT DISTINCT p.manager_id FROM service_requests r JOIN projects p ON p.id = r.project_id \
+         WHERE p.manager_id IS NOT NULL",
+    );
+    overdue_sql(&mut q, now, true);
+    let rows: Vec<(i64,)> = q.fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().map(|r| UserId(r.0)).collect())
+}
+
+/// The overdue requests (number, subject) of a manager's projects, oldest deadline first.
+pub async fn overdue_of_manager(
+    db: &Db,
+    manager: UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>> {
+    let mut q = Q::new(
+        "SELECT r.number, r.subject FROM service_requests r JOIN projects p ON p.id = r.project_id \
+         WHERE p.manager_id = ",
+    );
+    q.bind(manager.0);
+    overdue_sql(&mut q, now, true);
+    q.push(" ORDER BY r.close_by, r.id");
+    q.fetch_all(db.pool()).await
+}

@@ -320,16 +320,16 @@ both! {
                     .unwrap()
             }
         };
-        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80).await.unwrap(), Some(0));
+        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), Some(0));
         // Another instance may not sweep while the lease runs; the holder renews it.
-        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80).await.unwrap(), None);
+        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), None);
         app.clock.advance(chrono::Duration::minutes(12));
-        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80).await.unwrap(), Some(1));
-        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80).await.unwrap(), None);
-        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80).await.unwrap(), Some(0));
+        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), Some(1));
+        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), None);
+        assert_eq!(sweep(&app.db, "a", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), Some(0));
         assert_eq!(sla(&app).await, ["sla_warning"]);
         app.clock.advance(chrono::Duration::minutes(3));
-        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80).await.unwrap(), Some(1));
+        assert_eq!(sweep(&app.db, "b", app.clock.now(), every, 80, chrono_tz::Europe::Moscow).await.unwrap(), Some(1));
         assert_eq!(sla(&app).await, ["sla_warning", "sla_breached"]);
         drain(&wk).await;
         let mut expected = vec![w.admin.email.clone(), head.email.clone()];
@@ -338,6 +338,59 @@ both! {
         got.dedup();
         assert_eq!(got, expected);
         assert!(sent.sent_on(Channel::Email).iter().any(|m| m.text.contains("пропущен")));
+    }
+
+    // Each project manager gets the day's list of overdue requests in their projects, once a
+    // day, from 09:00 of the company's day; nobody else gets it.
+    async fn project_managers_get_a_daily_digest_of_their_overdue_requests(app) {
+        use ferum::jobs::sweep::sweep;
+        let admin = app.user(&[Role::Admin], None).await;
+        let manager = app.user(&[Role::ProjectManager], None).await;
+        let other_manager = app.user(&[Role::ProjectManager], None).await;
+        let customer = app.customer(&admin, "ООО Ромашка", next_inn()).await;
+        let object = app.object(&admin, customer, "Склад").await;
+        app.post("/api/v1/projects", &admin, json!({"customer_id": customer, "name": "Договор", "start_date": "2026-01-01", "status": "active", "manager_id": manager.id, "objects": [{"object_id": object}]}))
+            .await
+            .assert(StatusCode::CREATED);
+        let r = app.post("/api/v1/requests", &admin, json!({"type": "maintenance", "subject": "Замена датчика", "object_id": object})).await;
+        r.assert(StatusCode::CREATED);
+        let number = r.body["number"].as_str().unwrap().to_owned();
+        let (wk, sent) = worker(&app, 8);
+        drain(&wk).await;
+        sent.clear();
+        let every = chrono::Duration::seconds(60);
+        let moscow = chrono_tz::Europe::Moscow;
+        let digests = |app: &TestApp| {
+            let pool = app.db.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE kind = 'overdue_digest'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        // 12:00 in Moscow, nothing overdue yet.
+        sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
+        assert_eq!(digests(&app).await, 0);
+        // Four hours later the assignment deadline (three hours) has passed.
+        app.clock.advance(chrono::Duration::hours(4));
+        sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
+        app.clock.advance(chrono::Duration::minutes(2));
+        sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
+        assert_eq!(digests(&app).await, 1, "once a day");
+        drain(&wk).await;
+        let to_manager: Vec<_> = sent.sent_on(Channel::Email).into_iter().filter(|m| m.to == manager.email).collect();
+        let digest = to_manager.iter().find(|m| m.text.starts_with("Просроченные заявки")).expect("the digest");
+        assert!(digest.text.contains(&number) && digest.text.contains("Замена датчика"), "{}", digest.text);
+        assert!(!mailed(&sent).contains(&other_manager.email));
+        // Before 09:00 of the next day in Moscow (05:30 UTC = 08:30), no new digest; after, one.
+        let next_morning = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 3, 5, 30, 0).unwrap();
+        app.clock.advance(next_morning - app.clock.now());
+        sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
+        assert_eq!(digests(&app).await, 1);
+        app.clock.advance(chrono::Duration::hours(1));
+        sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
+        assert_eq!(digests(&app).await, 2);
     }
 
     // A permanent refusal (an unknown mailbox) is not retried.
