@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+mod account;
 mod admin;
 mod catalog;
 mod outbox;
@@ -2312,6 +2313,7 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(catalog::routes())
         .merge(outbox::routes())
+        .merge(account::routes())
 }
 
 #[cfg(test)]
