@@ -497,6 +497,60 @@ pub async fn update(
     Ok(after)
 }
 
+/// A user changes their own notification settings: the language of their messages and the
+/// channels they hear on. Any signed-in user may, whatever their roles; nothing else of the
+/// account changes (roles, access, the Telegram chat are the administrators'). Audited as
+/// an update of the user.
+pub async fn update_own_preferences(
+    db: &Db,
+    ctx: &Ctx,
+    expected: super::Expected,
+    lang: &str,
+    notify_email: bool,
+    notify_telegram: bool,
+) -> Result<User> {
+    let me = ctx.actor.user_id;
+    if !matches!(lang, "ru" | "en") {
+        return Err(Error::Validation(vec![FieldError::new(
+            "lang",
+            "unknown_value",
+            "ru or en",
+        )]));
+    }
+    let keys = db.keys()?;
+    let mut tx = db.begin().await?;
+    let mut q = Q::new(&format!("SELECT {COLS} FROM users WHERE id = "));
+    q.bind(me.0).push(tx_lock(db));
+    let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    super::check_version(expected, row.version)?;
+    let before = row.view(keys)?;
+    let mut q = Q::new("UPDATE users SET lang = ");
+    q.bind(lang.to_owned())
+        .push(", notify_email = ")
+        .bind(i64::from(notify_email))
+        .push(", notify_telegram = ")
+        .bind(i64::from(notify_telegram))
+        .push(", updated_at = ")
+        .bind(db_ts(ctx.now))
+        .push(", version = version + 1 WHERE id = ")
+        .bind(me.0)
+        .push(&format!(" RETURNING {COLS}"));
+    let row: UserRow = q.fetch_optional(&mut *tx).await?.ok_or(Error::NotFound)?;
+    let after = row.view(keys)?;
+    audit::record(
+        &mut tx,
+        ctx,
+        "update",
+        "user",
+        Some(me.0),
+        Some(&audit::private_snapshot(keys, "user", &before)),
+        Some(&audit::private_snapshot(keys, "user", &after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
 fn tx_lock(db: &Db) -> &'static str {
     db.backend().for_update()
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod input_limits;
 mod migrations;
 mod notify;
+mod notify_pages;
 mod ops;
 mod pages;
 mod reports;

@@ -156,6 +156,24 @@ fn posted_customer(f: &HashMap<String, String>) -> Result<Option<CustomerId>, Er
     }
 }
 
+/// The Telegram chat typed on a user's form: unchanged when the form has no such field,
+/// unlinked when it is left empty, else the chat id (checked by the store).
+fn posted_chat_id(f: &HashMap<String, String>) -> Option<Option<String>> {
+    f.get("telegram_chat_id")
+        .map(|c| Some(c.trim().to_owned()).filter(|c| !c.is_empty()))
+}
+
+/// Field errors with the chat id's own words: what a chat id looks like.
+fn chat_id_errors(t: Tr, errors: Vec<(String, &'static str)>) -> Vec<(String, &'static str)> {
+    errors
+        .into_iter()
+        .map(|(field, msg)| match field.as_str() {
+            "telegram_chat_id" => (field, t.t("users.telegram_chat_id.invalid")),
+            _ => (field, msg),
+        })
+        .collect()
+}
+
 async fn user_create(State(s): State<AppState>, Submitted { v, f }: Submitted) -> Response {
     let t = v.tr;
     let customer_id = match posted_customer(&f) {
@@ -234,6 +252,10 @@ async fn user_view(
         for r in &u.roles {
             form.set(&format!("role_{}", r.as_str()), "1");
         }
+        form.set(
+            "telegram_chat_id",
+            u.telegram_chat_id.clone().unwrap_or_default(),
+        );
         form
     });
     let failed = form.has_errors() || error.is_some();
@@ -305,6 +327,7 @@ async fn user_change(State(s): State<AppState>, Posted { v, id, f }: Posted) -> 
                 phone: f.get("phone").cloned(),
                 roles: Some(posted_roles(&f)),
                 customer_id: Some(customer_id),
+                telegram_chat_id: posted_chat_id(&f),
                 ..Default::default()
             };
             match update(patch).await {
@@ -312,6 +335,7 @@ async fn user_change(State(s): State<AppState>, Posted { v, id, f }: Posted) -> 
                 Err(e @ (Error::NotFound | Error::Internal(_))) => Err(e),
                 Err(e) => {
                     let (errors, other) = form_problems(t, &e);
+                    let errors = chat_id_errors(t, errors);
                     let form = FormState {
                         errors,
                         ..FormState::posted(&f)

@@ -24,8 +24,10 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+mod account;
 mod admin;
 mod catalog;
+mod outbox;
 
 /// The company's time zone when none is configured.
 pub const DEFAULT_TZ: chrono_tz::Tz = chrono_tz::Europe::Moscow;
@@ -155,6 +157,8 @@ pub struct Layout {
     pub users_link: bool,
     /// Those who may read the audit log see it in the menu.
     pub audit_link: bool,
+    /// Administrators see the notifications queue in the menu.
+    pub outbox_link: bool,
     /// Those who may open requests see the way to the new-request form.
     pub may_open_requests: bool,
     pub section: &'static str,
@@ -180,6 +184,7 @@ impl Layout {
             user_name,
             users_link: false,
             audit_link: false,
+            outbox_link: false,
             may_open_requests: false,
             section,
             path: path.to_owned(),
@@ -191,10 +196,11 @@ impl Layout {
     }
 
     fn signed_in(v: &Viewer, section: &'static str, path: &str) -> Layout {
-        use crate::domain::access::{Action, Resource, can, may_read_audit};
+        use crate::domain::access::{Action, Resource, Role, can, may_read_audit};
         Layout {
             users_link: can(&v.ctx.actor, Resource::Users, Action::Read),
             audit_link: may_read_audit(&v.ctx.actor),
+            outbox_link: v.ctx.actor.has(Role::Admin),
             may_open_requests: can(&v.ctx.actor, Resource::Requests, Action::Create),
             ..Layout::new(
                 v.tr,
@@ -2306,6 +2312,8 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/{name}", get(asset))
         .merge(admin::routes())
         .merge(catalog::routes())
+        .merge(outbox::routes())
+        .merge(account::routes())
 }
 
 #[cfg(test)]
