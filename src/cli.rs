@@ -455,11 +455,16 @@ async fn serve(config: &Config, bind: &str) -> anyhow::Result<()> {
 /// The worker of this process, configured.
 fn new_worker(config: &Config, db: Db) -> anyhow::Result<crate::jobs::worker::Worker> {
     let notifier = crate::notify::Notifier::from_config(&config.notify)?;
+    let channels = crate::notify::Channel::ALL
+        .into_iter()
+        .filter(|c| notifier.is_configured(*c))
+        .collect();
     Ok(crate::jobs::worker::Worker {
         composer: crate::jobs::notify::Composer {
             db: db.clone(),
             public_url: config.public_url.clone(),
             tz: config.timezone,
+            channels,
         },
         db,
         notifier: std::sync::Arc::new(notifier),

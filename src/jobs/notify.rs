@@ -28,6 +28,9 @@ pub struct Composer {
     pub public_url: Option<String>,
     /// The company's time zone, for times in messages.
     pub tz: chrono_tz::Tz,
+    /// The channels this site has configured; no message is queued for another (it could
+    /// never be sent, and would only fill the outbox with dead rows).
+    pub channels: Vec<Channel>,
 }
 
 /// One message before it is bound to an address.
@@ -67,8 +70,12 @@ impl Composer {
             people.extend(recipients::clients_of(&self.db, customer).await?);
         }
         let mut out: Vec<(Channel, Delivery)> = Vec::new();
+        let channels = &self.channels;
         let mut push = |channel: Channel, to: String, note: Note| {
-            if to.trim().is_empty() || out.iter().any(|(c, d)| *c == channel && d.to == to) {
+            if !channels.contains(&channel)
+                || to.trim().is_empty()
+                || out.iter().any(|(c, d)| *c == channel && d.to == to)
+            {
                 return;
             }
             out.push((

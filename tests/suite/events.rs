@@ -28,6 +28,7 @@ fn worker(app: &TestApp, max_attempts: i64) -> (Worker, Recording) {
             db: app.db.clone(),
             public_url: Some("https://desk.example.ru".into()),
             tz: chrono_tz::Europe::Moscow,
+            channels: Channel::ALL.to_vec(),
         },
         clock: app.clock.clone(),
         id: "test-worker".into(),
@@ -391,6 +392,34 @@ both! {
         app.clock.advance(chrono::Duration::hours(1));
         sweep(&app.db, "a", app.clock.now(), every, 80, moscow).await.unwrap();
         assert_eq!(digests(&app).await, 2);
+    }
+
+    // A channel the site has not configured gets no messages: the event is done without
+    // filling the outbox with messages that could never be sent.
+    async fn unconfigured_channels_get_no_messages(app) {
+        let w = app.world().await;
+        let (mut wk, sent) = worker(&app, 8);
+        wk.composer.channels = vec![Channel::Email];
+        let v = app.get(&format!("/api/v1/users/{}", w.engineer.id), &w.admin).await.body["version"].as_i64().unwrap();
+        app.patch(&format!("/api/v1/users/{}", w.engineer.id), &w.admin, json!({"version": v, "telegram_chat_id": "777"}))
+            .await
+            .assert(StatusCode::OK);
+        app.post("/api/v1/requests", &w.admin, json!({"type": "maintenance", "subject": "ТО", "object_id": w.object, "assigned_to": w.engineer.id}))
+            .await
+            .assert(StatusCode::CREATED);
+        drain(&wk).await;
+        assert!(sent.sent_on(Channel::Telegram).is_empty());
+        assert!(!sent.sent_on(Channel::Email).is_empty());
+        wk.composer.channels = vec![];
+        app.post("/api/v1/requests", &w.admin, json!({"type": "maintenance", "subject": "ТО-2", "object_id": w.object, "assigned_to": w.engineer.id}))
+            .await
+            .assert(StatusCode::CREATED);
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(app.db.pool()).await.unwrap();
+        drain(&wk).await;
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(app.db.pool()).await.unwrap();
+        assert_eq!(before, after, "messages were queued for no channel");
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status <> 'delivered'").fetch_one(app.db.pool()).await.unwrap();
+        assert_eq!(waiting, 0);
     }
 
     // A permanent refusal (an unknown mailbox) is not retried.
