@@ -20,10 +20,7 @@ struct PreferencesForm {
 impl PreferencesForm {
     /// The posted fields read as the form; fields it does not name (the token) are left out.
     fn of(f: &HashMap<String, String>) -> PreferencesForm {
-        serde_urlencoded::to_string(f)
-            .ok()
-            .and_then(|body| serde_urlencoded::from_str(&body).ok())
-            .unwrap_or_default()
+        super::typed_form(f)
     }
 
     fn version(&self) -> i64 {

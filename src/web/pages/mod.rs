@@ -64,6 +64,17 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormFields {
 
 use crate::domain::text::has_forbidden_control;
 
+/// The posted fields read as a typed form (fields it does not name, such as the token, are
+/// left out); a form that does not fit reads as its default.
+pub(crate) fn typed_form<T: serde::de::DeserializeOwned + Default>(
+    f: &HashMap<String, String>,
+) -> T {
+    serde_urlencoded::to_string(f)
+        .ok()
+        .and_then(|body| serde_urlencoded::from_str(&body).ok())
+        .unwrap_or_default()
+}
+
 /// The fields as they are, or the name of the first one holding a control character. A
 /// `next` that does is dropped instead: it is only ever a place to go, and `/` will do.
 fn without_controls(

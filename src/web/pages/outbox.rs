@@ -149,10 +149,7 @@ struct RetryForm {
 
 impl RetryForm {
     fn of(f: &HashMap<String, String>) -> RetryForm {
-        serde_urlencoded::to_string(f)
-            .ok()
-            .and_then(|body| serde_urlencoded::from_str(&body).ok())
-            .unwrap_or_default()
+        super::typed_form(f)
     }
 }
 
