@@ -790,7 +790,7 @@ describe('language of the request page', () => {
       status: t('status.open'),
       moves: [t('move.in_progress'), t('move.cancelled')],
       write: t('report.write'),
-      nav: ['nav.dashboard', 'nav.requests', 'nav.reports', 'nav.customers', 'nav.objects', 'nav.projects', 'nav.users', 'nav.audit'].map(t),
+      nav: ['nav.dashboard', 'nav.requests', 'nav.reports', 'nav.customers', 'nav.objects', 'nav.projects', 'nav.users', 'nav.audit', 'nav.outbox'].map(t),
     });
     const seen = async (page) => ({
       h2: await texts(page, 'h2'),
