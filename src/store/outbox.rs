@@ -221,6 +221,7 @@ pub async fn release(db: &Db, worker: &str, ids: &[i64]) -> Result<()> {
 
 /// An outbox row as administrators see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = OutboxEntry)]
 pub struct Entry {
     pub id: i64,
     /// An event kind (`request_opened`, …) or a channel (`email`, `telegram`).

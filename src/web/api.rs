@@ -806,6 +806,7 @@ pub enum OutboxStatus {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct OutboxQuery {
     /// Only rows in this state.
+    #[param(inline)]
     pub status: Option<OutboxStatus>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
